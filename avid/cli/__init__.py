@@ -1,0 +1,52 @@
+"""The `avid` command line: a thin layer that parses arguments and calls the library API.
+
+Each command group lives in its own module in this package and exposes ``register(subparsers)``, which adds its
+sub-commands and sets ``func`` on them. Errors a user can act on (AvidError) print as one line, no traceback, and
+exit with the error's code; Ctrl-C exits with 130.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+from ..errors import AvidError
+
+EXIT_PARTIAL = 10    # a multi-file run where some files failed and the rest succeeded
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avid", description="Audio-visual person recognition: who is in a video, "
+                                     "and who is speaking when.")
+    parser.add_argument("--config", metavar="FILE", help="YAML file overriding configs/default.yaml")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module_info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+                        format="avid: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except AvidError as err:
+        print(f"avid: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("avid: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

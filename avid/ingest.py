@@ -1,0 +1,278 @@
+"""One input -> face tracks and speech with embeddings: what `avid process` extracts and writes.
+
+A video is decoded in a background thread (FFmpeg releases the GIL) while the main thread runs face detection and
+tracking on batches of sampled frames; its audio is then streamed through voice activity detection and the voice
+encoder. Nothing holds the whole video or the whole audio track, so memory stays flat with input length.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import __version__, media
+from .config import Config
+from .errors import AvidError, NoContentError
+from .types import FaceDetection, FaceTrack, Frame, IngestResult, MediaInfo
+
+SCHEMA_NAME = "avid.ingest"
+SCHEMA_VERSION = 1
+EMBEDDING_ARRAYS = ("face_tracks", "speech_regions", "voice_windows")
+
+ProgressCallback = Callable[[float, float], None]   # called with (media seconds done, media seconds in all)
+
+
+class Models:
+    """The encoders one process needs, loaded lazily once and reused across inputs."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self._detector = self._face_encoder = self._voice_encoder = None
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from .faces import FaceDetector
+
+            self._detector = FaceDetector(self.cfg)
+        return self._detector
+
+    @property
+    def face_encoder(self):
+        if self._face_encoder is None:
+            from .faces import get_face_encoder
+
+            self._face_encoder = get_face_encoder(self.cfg)
+        return self._face_encoder
+
+    @property
+    def voice_encoder(self):
+        if self._voice_encoder is None:
+            from .voice import VoiceEncoder
+
+            self._voice_encoder = VoiceEncoder(self.cfg)
+        return self._voice_encoder
+
+
+def process_file(path: str | Path, cfg: Config, models: Models | None = None,
+                 progress: ProgressCallback | None = None) -> IngestResult:
+    """Extract face tracks, speech regions and voice windows (with embeddings) from an image, audio file or video.
+
+    Raises MediaError for unreadable input and NoContentError when the input holds neither a face nor speech.
+    """
+    models = models or Models(cfg)
+    info = media.probe(path)
+    result = IngestResult(media=info, face_backend=models.face_encoder.name, face_dim=models.face_encoder.dim)
+    if info.kind == "image":
+        result.face_tracks = _image_faces(path, models)
+    elif info.has_video:
+        result.face_tracks = _video_faces(path, info, cfg, models, progress)
+    if info.has_audio:
+        result.voice_backend, result.voice_dim = models.voice_encoder.name, models.voice_encoder.dim
+        result.speech_regions, result.voice_windows = _speech(path, cfg, models)
+    _explain_missing(result)
+    return result
+
+
+def _image_faces(path, models: Models) -> list[FaceTrack]:
+    image = media.load_image(path)
+    detections = models.detector.detect_image(image)
+    if not detections:
+        return []
+    embeddings = models.face_encoder.embed(image, detections)
+    return [FaceTrack(id=i, detections=[d], embedding=e) for i, (d, e) in enumerate(zip(detections, embeddings))]
+
+
+def _video_faces(path, info: MediaInfo, cfg: Config, models: Models,
+                 progress: ProgressCallback | None) -> list[FaceTrack]:
+    from .faces import FaceTracker
+
+    tracker = FaceTracker(cfg, models.face_encoder)
+    batch: list[Frame] = []
+    batch_size = cfg.faces.detector.batch_size
+
+    def flush() -> None:
+        for frame, detections in zip(batch, models.detector.detect(batch)):
+            tracker.update(frame, detections)
+        if progress and batch:
+            progress(batch[-1].time, info.duration)
+        batch.clear()
+
+    frames = media.iter_frames(path, cfg.media.frame_rate, max_side=cfg.media.detect_max_side,
+                               threads=cfg.media.decode_threads)
+    for frame in _prefetch(frames, maxsize=2 * batch_size):
+        batch.append(frame)
+        if len(batch) == batch_size:
+            flush()
+    flush()
+    return tracker.finish()
+
+
+def _speech(path, cfg: Config, models: Models):
+    from .voice import analyse_audio
+
+    chunks = media.iter_audio(path, cfg.media.audio_sample_rate, cfg.media.audio_chunk_seconds)
+    return analyse_audio(chunks, cfg, models.voice_encoder, sample_rate=cfg.media.audio_sample_rate)
+
+
+def _explain_missing(result: IngestResult) -> None:
+    """Say what an input lacks; refuse it only when there is nothing at all to report."""
+    info, path = result.media, result.media.path
+    if info.kind == "image":
+        if not result.face_tracks:
+            raise NoContentError("no face found in the image", path)
+        return
+    if info.kind == "video" and not info.has_audio:
+        result.warnings.append("no audio stream: faces only")
+    if info.has_audio and not result.speech_regions:
+        result.warnings.append("no speech found (silence or non-speech audio)")
+    if info.has_video and not result.face_tracks:
+        result.warnings.append("no face found")
+    if not result.face_tracks and not result.speech_regions:
+        what = "no face and no speech found" if info.kind == "video" else "no speech found (silence only?)"
+        raise NoContentError(what, path)
+
+
+def _prefetch(iterator: Iterator, maxsize: int) -> Iterator:
+    """Run ``iterator`` in a background thread, a bounded queue ahead of the consumer; re-raise its errors here."""
+    items: queue.Queue = queue.Queue(maxsize=maxsize)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    return
+                items.put(item)
+            items.put(done)
+        except BaseException as exc:   # handed to the consumer, which re-raises it
+            items.put(exc)
+
+    worker = threading.Thread(target=produce, daemon=True, name="avid-decode")
+    worker.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():   # unblock a producer waiting on a full queue
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.05)
+
+
+# ----------------------------------------------------------------------------------------------- writing results
+
+
+def output_stem(path: str | Path) -> str:
+    """The base name of an input's outputs: its file name without the extension (spaces and accents are kept)."""
+    return Path(path).stem or Path(path).name
+
+
+def write_result(result: IngestResult, out_dir: str | Path, stem: str | None = None) -> Path:
+    """Write ``<stem>.json`` (the documented schema) and ``<stem>.npz`` (all embeddings) into ``out_dir``.
+
+    Both files are written to temporary names and renamed into place, so a crash never leaves a half-written result.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or output_stem(result.media.path)
+    json_path, npz_path = out_dir / f"{stem}.json", out_dir / f"{stem}.npz"
+    document, arrays = to_document(result, npz_path.name)
+    tmp_npz = npz_path.with_name(f".{npz_path.name}.tmp")
+    with open(tmp_npz, "wb") as fh:
+        np.savez(fh, **arrays)
+    tmp_json = json_path.with_name(f".{json_path.name}.tmp")
+    tmp_json.write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp_npz, npz_path)
+    os.replace(tmp_json, json_path)
+    return json_path
+
+
+def _round(x: float, nd: int = 3) -> float:
+    return round(float(x), nd)
+
+
+def _detection_record(det: FaceDetection) -> dict:
+    record = {"time": _round(det.time), "box": [_round(v, 1) for v in det.box], "probability": _round(det.probability, 4)}
+    if det.landmarks is not None:
+        record["landmarks"] = np.round(np.asarray(det.landmarks, dtype=float), 1).tolist()
+    return record
+
+
+def to_document(result: IngestResult, embeddings_file: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON document and the embedding arrays for one result (schema documented in README.md)."""
+    def stack(vectors: list, dim: int) -> np.ndarray:
+        present = [v for v in vectors if v is not None]
+        return np.stack(present).astype(np.float32) if present else np.zeros((0, dim), np.float32)
+
+    def refs(vectors: list, array: str) -> list:
+        row, out = 0, []
+        for v in vectors:
+            out.append(None if v is None else {"array": array, "row": row})
+            row += v is not None
+        return out
+
+    tracks, regions, windows = result.face_tracks, result.speech_regions, result.voice_windows
+    arrays = {
+        "face_tracks": stack([t.embedding for t in tracks], result.face_dim),
+        "speech_regions": stack([r.embedding for r in regions], result.voice_dim),
+        "voice_windows": stack([w.embedding for w in windows], result.voice_dim),
+    }
+    track_refs = refs([t.embedding for t in tracks], "face_tracks")
+    region_refs = refs([r.embedding for r in regions], "speech_regions")
+    window_refs = refs([w.embedding for w in windows], "voice_windows")
+    document = {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "avid_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "media": asdict(result.media),
+        "encoders": {"face": {"backend": result.face_backend, "dim": result.face_dim},
+                     "voice": {"backend": result.voice_backend, "dim": result.voice_dim}},
+        "embeddings_file": embeddings_file,
+        "face_tracks": [
+            {"id": t.id, "start": _round(t.start), "end": _round(t.end), "num_detections": len(t.detections),
+             "mean_probability": _round(t.mean_probability, 4),
+             "detections": [_detection_record(d) for d in t.detections],
+             **({"mouth_openness": [_round(m, 3) for m in t.mouth_openness]} if t.mouth_openness else {}),
+             "embedding": ref}
+            for t, ref in zip(tracks, track_refs)],
+        "speech_regions": [{"start": _round(r.start), "end": _round(r.end), "embedding": ref}
+                           for r, ref in zip(regions, region_refs)],
+        "voice_windows": [{"start": _round(w.start), "end": _round(w.end), "embedding": ref}
+                          for w, ref in zip(windows, window_refs)],
+        "warnings": list(result.warnings),
+    }
+    return document, arrays
+
+
+def read_result(json_path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read back a document written by write_result, with its embedding arrays (no pickle is ever loaded)."""
+    json_path = Path(json_path)
+    try:
+        document = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AvidError(f"cannot read result ({exc.__class__.__name__})", json_path) from None
+    if document.get("schema") != SCHEMA_NAME:
+        raise AvidError("not an avid process result", json_path)
+    if document.get("schema_version", 0) > SCHEMA_VERSION:
+        raise AvidError(f"result schema version {document['schema_version']} is newer than this avid "
+                        f"understands ({SCHEMA_VERSION}); upgrade avid", json_path)
+    with np.load(json_path.parent / document["embeddings_file"], allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    return document, arrays

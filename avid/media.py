@@ -1,0 +1,193 @@
+"""Media input: probe files, stream video frames at a rate, stream audio as 16 kHz mono, load images.
+
+Everything here streams: a frame or an audio chunk is produced, used and dropped, so memory does not grow with
+the length of the input. PyAV (FFmpeg) does the decoding; problems surface as MediaError naming the file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import MediaError
+from .types import Frame, MediaInfo
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac"}
+VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
+SUPPORTED_EXTENSIONS = IMAGE_EXTENSIONS | AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
+
+# FFmpeg's own errors are noisy on stderr; keep them quiet and report through MediaError instead.
+av.logging.set_level(av.logging.PANIC)
+
+
+def media_kind(path: str | Path) -> str:
+    """'image', 'audio' or 'video' from the file extension; MediaError for anything else."""
+    ext = Path(path).suffix.lower()
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    if ext in AUDIO_EXTENSIONS:
+        return "audio"
+    if ext in VIDEO_EXTENSIONS:
+        return "video"
+    supported = ", ".join(sorted(e.lstrip(".") for e in SUPPORTED_EXTENSIONS))
+    raise MediaError(f"unsupported format '{ext or '(no extension)'}' (supported: {supported})", path)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise MediaError("file not found", path)
+    if not path.is_file():
+        raise MediaError("not a regular file", path)
+    if path.stat().st_size == 0:
+        raise MediaError("file is empty", path)
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except av.error.InvalidDataError:
+        raise MediaError("not a readable media file (corrupt, truncated, or not audio/video at all)", path) from None
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise MediaError(f"cannot open media ({exc.__class__.__name__}: {exc})", path) from None
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Describe a media file without decoding it; MediaError if it is missing, empty, corrupt or unsupported."""
+    path = Path(path)
+    kind = media_kind(path)
+    _check_file(path)
+    if kind == "image":
+        image = load_image(path)
+        return MediaInfo(path=str(path), kind="image", width=image.shape[1], height=image.shape[0], has_video=True)
+    with _open(path) as container:
+        video = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        # An audio file may carry a cover picture as a "video" stream; it is not a video.
+        if video is not None and (kind == "audio" or video.disposition & av.stream.Disposition.attached_pic):
+            video = None
+        if video is None and audio is None:
+            raise MediaError("no audio or video stream", path)
+        duration = _duration(container, video, audio)
+        info = MediaInfo(path=str(path), kind="video" if video is not None else "audio", duration=duration)
+        if video is not None:
+            info.has_video = True
+            info.width, info.height = video.codec_context.width, video.codec_context.height
+            info.fps = float(video.average_rate or video.guessed_rate or 0.0)
+            info.video_codec = video.codec_context.name
+        if audio is not None:
+            info.has_audio = True
+            info.audio_codec = audio.codec_context.name
+            info.audio_sample_rate = audio.codec_context.sample_rate
+            info.audio_channels = audio.codec_context.channels
+    return info
+
+
+def _duration(container, video, audio) -> float:
+    """The longest of the streams' ends (streams may start late: times are presentation times from zero)."""
+    ends = [0.0]
+    if container.duration is not None:
+        ends.append(container.duration / av.time_base)
+    for stream in (video, audio):
+        if stream is not None and stream.duration is not None and stream.time_base is not None:
+            ends.append(float((stream.duration + (stream.start_time or 0)) * stream.time_base))
+    return max(ends)
+
+
+def iter_frames(path: str | Path, fps: float, max_side: int | None = None, threads: int = 0) -> Iterator[Frame]:
+    """Yield RGB frames sampled at ``fps`` with their presentation times.
+
+    Every frame is decoded (H.264 needs them), but only the sampled ones are converted to RGB, and they are
+    scaled in FFmpeg (cheap) so that their longer side is at most ``max_side``. ``Frame.scale`` maps the
+    returned image back to original pixels.
+    """
+    path = Path(path)
+    _check_file(path)
+    period = 1.0 / fps
+    next_time = None
+    index = 0
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError("no video stream", path)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if threads:
+            stream.codec_context.thread_count = threads
+        last_time = None
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None or frame.time is None:
+                    continue
+                t = float(frame.time)
+                last_time = t
+                if next_time is not None and t + 1e-6 < next_time:
+                    continue
+                scale = 1.0
+                width, height = frame.width, frame.height
+                if max_side and max(width, height) > max_side:
+                    scale = max(width, height) / max_side
+                    width, height = round(width / scale) // 2 * 2, round(height / scale) // 2 * 2
+                image = frame.to_ndarray(format="rgb24", width=width, height=height)
+                yield Frame(index=index, time=t, image=image, scale=frame.width / width)
+                index += 1
+                # Stay on the fps grid from the first frame; after a gap in the video, restart the grid.
+                next_time = t + period if next_time is None else max(next_time + period, t + period / 2)
+        except av.error.FFmpegError as exc:
+            where = f" after {last_time:.2f}s" if last_time is not None else ""
+            raise MediaError(f"video is corrupt or truncated{where} ({exc.__class__.__name__})", path) from None
+
+
+def iter_audio(path: str | Path, sample_rate: int = 16000, chunk_seconds: float = 30.0) -> Iterator[np.ndarray]:
+    """Yield consecutive float32 mono chunks at ``sample_rate`` (the last may be shorter)."""
+    path = Path(path)
+    _check_file(path)
+    chunk = int(round(chunk_seconds * sample_rate))
+    pending: list[np.ndarray] = []
+    n_pending = 0
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise MediaError("no audio stream", path)
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        try:
+            for packet_frame in container.decode(stream):
+                for out in resampler.resample(packet_frame):
+                    samples = out.to_ndarray().reshape(-1)
+                    pending.append(samples)
+                    n_pending += samples.size
+                    while n_pending >= chunk:
+                        buffer = np.concatenate(pending)
+                        yield buffer[:chunk].astype(np.float32, copy=False)
+                        rest = buffer[chunk:]
+                        pending, n_pending = [rest], rest.size
+            for out in resampler.resample(None):
+                samples = out.to_ndarray().reshape(-1)
+                pending.append(samples)
+                n_pending += samples.size
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"audio is corrupt or truncated ({exc.__class__.__name__})", path) from None
+    if n_pending:
+        yield np.concatenate(pending).astype(np.float32, copy=False)
+
+
+def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """The whole audio track as float32 mono at ``sample_rate``. For short clips; long inputs use iter_audio."""
+    chunks = list(iter_audio(path, sample_rate))
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """An image file as an RGB uint8 array (EXIF orientation applied)."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        with Image.open(path) as img:
+            from PIL import ImageOps
+
+            img = ImageOps.exif_transpose(img)
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise MediaError(f"not a readable image ({exc.__class__.__name__})", path) from None

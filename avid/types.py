@@ -1,0 +1,167 @@
+"""The small records that flow between pipeline stages.
+
+Times are seconds from the start of the media; boxes are (x1, y1, x2, y2) in pixels of the original frame.
+Embeddings are float32 numpy vectors, L2-normalised by the encoder that made them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class MediaInfo:
+    path: str
+    kind: str                         # "video" | "audio" | "image"
+    duration: float = 0.0             # seconds; 0 for images
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0                  # native video frame rate
+    has_video: bool = False
+    has_audio: bool = False
+    video_codec: Optional[str] = None
+    audio_codec: Optional[str] = None
+    audio_sample_rate: int = 0
+    audio_channels: int = 0
+
+
+@dataclass
+class Frame:
+    """One sampled video frame. ``image`` is RGB uint8, possibly downscaled by ``scale`` (original = image * scale)."""
+
+    index: int
+    time: float
+    image: np.ndarray
+    scale: float = 1.0
+
+
+@dataclass
+class FaceDetection:
+    time: float
+    box: Box
+    probability: float
+    landmarks: Optional[np.ndarray] = None   # (5, 2) eyes, nose, mouth corners; original-frame pixels
+    quality: float = 0.0                      # higher is a better crop for embedding (size, sharpness, pose)
+
+
+@dataclass
+class FaceTrack:
+    """One face followed across frames: one person on screen for a stretch of time."""
+
+    id: int
+    detections: list[FaceDetection] = field(default_factory=list)
+    embedding: Optional[np.ndarray] = None
+    mouth_openness: list[float] = field(default_factory=list)   # per detection, when landmarks are computed
+
+    @property
+    def start(self) -> float:
+        return self.detections[0].time if self.detections else 0.0
+
+    @property
+    def end(self) -> float:
+        return self.detections[-1].time if self.detections else 0.0
+
+    @property
+    def mean_probability(self) -> float:
+        return float(np.mean([d.probability for d in self.detections])) if self.detections else 0.0
+
+
+@dataclass
+class SpeechRegion:
+    """A stretch of audio that voice activity detection marked as speech."""
+
+    start: float
+    end: float
+    embedding: Optional[np.ndarray] = None
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class VoiceWindow:
+    """A fixed-length window inside a speech region, embedded for diarization."""
+
+    start: float
+    end: float
+    embedding: np.ndarray
+
+
+@dataclass
+class SpeechTurn:
+    """A stretch of speech attributed to one speaker."""
+
+    start: float
+    end: float
+    speaker: str                     # diarization label, e.g. "spk0"
+    overlap: bool = False            # another speaker talks at the same time
+    track_id: Optional[int] = None   # the face track that is speaking, if any is visible
+    name: Optional[str] = None       # the identified person, or "unknown-N"
+    score: Optional[float] = None
+
+
+@dataclass
+class Person:
+    id: int
+    name: str
+    created: str = ""
+    n_face: int = 0
+    n_voice: int = 0
+
+
+@dataclass
+class Match:
+    """One ranked answer to "who is this?"."""
+
+    person_id: Optional[int]
+    name: str                        # person name, or "unknown"
+    score: float                     # similarity in the matching space (higher is closer)
+    modality: str = ""               # "face" | "voice" | "both"
+    accepted: bool = True            # score passed the open-set threshold
+
+
+@dataclass
+class IngestResult:
+    """Everything `avid process` extracts from one input."""
+
+    media: MediaInfo
+    face_tracks: list[FaceTrack] = field(default_factory=list)
+    speech_regions: list[SpeechRegion] = field(default_factory=list)
+    voice_windows: list[VoiceWindow] = field(default_factory=list)
+    face_backend: str = ""
+    face_dim: int = 0
+    voice_backend: str = ""
+    voice_dim: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SpeakerLabel:
+    """One diarized speaker of a labelled recording: who it is, and which face tracks are its face."""
+
+    speaker: str                     # diarization label, e.g. "spk0"
+    name: str                        # the identified person, or a stable "unknown-N"
+    person_id: Optional[int] = None  # gallery person id when identified or enrolled
+    score: Optional[float] = None    # similarity of the best gallery match (None when the gallery is empty)
+    modality: str = ""               # what the match used: "face" | "voice" | "both"
+    known: bool = False              # the gallery match passed the open-set threshold
+    track_ids: list[int] = field(default_factory=list)   # face tracks linked to this speaker, most speech first
+    speech_seconds: float = 0.0
+    n_turns: int = 0
+
+
+@dataclass
+class LabelResult:
+    """A recording labelled with who speaks when, by name, linked to the face that is talking."""
+
+    media: MediaInfo
+    turns: list[SpeechTurn] = field(default_factory=list)
+    face_tracks: list[FaceTrack] = field(default_factory=list)
+    speakers: list[SpeakerLabel] = field(default_factory=list)
+    track_names: dict[int, str] = field(default_factory=dict)   # face track id -> the name shown on it
+    warnings: list[str] = field(default_factory=list)
