@@ -55,7 +55,7 @@ class Models:
     @property
     def voice_encoder(self):
         if self._voice_encoder is None:
-            from .voice import VoiceEncoder
+            from .voice.embed import VoiceEncoder
 
             self._voice_encoder = VoiceEncoder(self.cfg)
         return self._voice_encoder
@@ -116,7 +116,7 @@ def _video_faces(path, info: MediaInfo, cfg: Config, models: Models,
 
 
 def _speech(path, cfg: Config, models: Models):
-    from .voice import analyse_audio
+    from .voice.embed import analyse_audio
 
     chunks = media.iter_audio(path, cfg.media.audio_sample_rate, cfg.media.audio_chunk_seconds)
     return analyse_audio(chunks, cfg, models.voice_encoder, sample_rate=cfg.media.audio_sample_rate)

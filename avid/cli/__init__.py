@@ -11,8 +11,14 @@ import importlib
 import logging
 import pkgutil
 import sys
+import warnings
 
 from ..errors import AvidError
+
+# Third-party packages we depend on (webrtcvad, face_recognition_models, resemblyzer) import deprecated APIs; their
+# warnings say nothing a user of avid can act on.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+warnings.filterwarnings("ignore", module="resemblyzer")
 
 EXIT_PARTIAL = 10    # a multi-file run where some files failed and the rest succeeded
 EXIT_INTERRUPTED = 130
