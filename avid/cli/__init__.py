@@ -19,6 +19,7 @@ from ..errors import AvidError
 # warnings say nothing a user of avid can act on.
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 warnings.filterwarnings("ignore", module="resemblyzer")
+warnings.filterwarnings("ignore", message="'uem' was approximated", category=UserWarning)
 
 EXIT_PARTIAL = 10    # a multi-file run where some files failed and the rest succeeded
 EXIT_INTERRUPTED = 130
