@@ -1,0 +1,26 @@
+"""Mouth openness from dlib's 68-point face landmarks: a per-detection cue for who is speaking.
+
+Openness is the inner-lip vertical gap over the mouth width (outer corners), so it does not depend on face size:
+about 0 for a closed mouth, 0.1-0.5 when talking.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..types import FaceDetection
+from .embed import dlib_rect, dlib_shape_predictor
+
+# Indices into dlib's 68 points (iBUG 300-W layout).
+_MOUTH_LEFT, _MOUTH_RIGHT = 48, 54
+_INNER_UPPER = (61, 62, 63)      # inner upper lip, left to right
+_INNER_LOWER = (67, 66, 65)      # inner lower lip, the points facing them
+
+
+def mouth_openness(image: np.ndarray, detection: FaceDetection, scale: float = 1.0) -> float:
+    """Inner-lip gap / mouth width for the face at ``detection`` (its coords / ``scale`` are ``image`` pixels)."""
+    predictor = dlib_shape_predictor("shape_predictor_68_face_landmarks.dat")
+    shape = predictor(np.ascontiguousarray(image), dlib_rect(detection, scale))
+    points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+    width = np.linalg.norm(points[_MOUTH_RIGHT] - points[_MOUTH_LEFT])
+    gap = np.mean([np.linalg.norm(points[u] - points[l]) for u, l in zip(_INNER_UPPER, _INNER_LOWER)])
+    return float(gap / width) if width > 0 else 0.0
