@@ -20,8 +20,12 @@ AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac"}
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
 SUPPORTED_EXTENSIONS = IMAGE_EXTENSIONS | AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
 
-# FFmpeg's own errors are noisy on stderr; keep them quiet and report through MediaError instead.
-av.logging.set_level(av.logging.PANIC)
+# FFmpeg's log goes nowhere (PyAV's default); problems are reported through MediaError. Routing it into Python with
+# av.logging.set_level(...) can deadlock FFmpeg's decoder threads against the GIL when a decoder is closed early.
+av.logging.set_level(None)
+
+# A decoded video may end this much before its declared duration without being called truncated.
+TRUNCATION_TOLERANCE_SECONDS = 1.0
 
 
 def media_kind(path: str | Path) -> str:
@@ -105,6 +109,7 @@ def iter_frames(path: str | Path, fps: float, max_side: int | None = None, threa
     returned image back to original pixels.
     """
     path = Path(path)
+    media_kind(path)
     _check_file(path)
     period = 1.0 / fps
     next_time = None
@@ -117,6 +122,8 @@ def iter_frames(path: str | Path, fps: float, max_side: int | None = None, threa
         if threads:
             stream.codec_context.thread_count = threads
         last_time = None
+        declared_end = (float((stream.duration + (stream.start_time or 0)) * stream.time_base)
+                        if stream.duration is not None and stream.time_base is not None else None)
         try:
             for frame in container.decode(stream):
                 if frame.pts is None or frame.time is None:
@@ -138,11 +145,16 @@ def iter_frames(path: str | Path, fps: float, max_side: int | None = None, threa
         except av.error.FFmpegError as exc:
             where = f" after {last_time:.2f}s" if last_time is not None else ""
             raise MediaError(f"video is corrupt or truncated{where} ({exc.__class__.__name__})", path) from None
+        # A file cut short with its index intact decodes cleanly but ends early.
+        if declared_end and (last_time or 0.0) < declared_end - TRUNCATION_TOLERANCE_SECONDS:
+            raise MediaError(f"video is truncated: frames stop at {last_time or 0.0:.2f}s of {declared_end:.2f}s",
+                             path)
 
 
 def iter_audio(path: str | Path, sample_rate: int = 16000, chunk_seconds: float = 30.0) -> Iterator[np.ndarray]:
     """Yield consecutive float32 mono chunks at ``sample_rate`` (the last may be shorter)."""
     path = Path(path)
+    media_kind(path)
     _check_file(path)
     chunk = int(round(chunk_seconds * sample_rate))
     pending: list[np.ndarray] = []
