@@ -5,8 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/python scripts/make_sample.py --out samples
-	.venv/bin/avid process samples/sample.mp4 --out out/demo
+	bash scripts/demo.sh
 
 test: setup
 	.venv/bin/python -m pytest -q
