@@ -1,0 +1,124 @@
+"""Scoring who-spoke-when: RTTM files in and out, diarization and identification error rates.
+
+The error rates come from pyannote.metrics, the reference implementation: DER maps hypothesis labels to reference
+labels optimally (Hungarian) before counting; the identification error rate takes names as they are, so a
+speaker labelled with the wrong name counts as confusion. ``collar`` is pyannote's: the total width of the
+forgiveness zone around each reference boundary (0.5 = 0.25 s on each side).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from pyannote.core import Annotation, Segment, Timeline
+from pyannote.metrics.diarization import DiarizationErrorRate
+from pyannote.metrics.identification import IdentificationErrorRate
+
+from ..errors import AvidError
+from ..types import SpeechTurn
+from ..voice.diarize import diarize, to_annotation
+
+
+def read_rttm(path: str | Path) -> dict[str, Annotation]:
+    """All SPEAKER lines of an RTTM file as one Annotation per file id (uri)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AvidError("RTTM file not found", path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AvidError(f"cannot read RTTM file ({exc.__class__.__name__})", path) from None
+    annotations: dict[str, Annotation] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0] != "SPEAKER":   # other RTTM record types and comments
+            continue
+        if len(fields) < 8:
+            raise AvidError(f"line {number}: an RTTM SPEAKER line needs at least 8 fields", path)
+        uri, speaker = fields[1], fields[7]
+        try:
+            start, duration = float(fields[3]), float(fields[4])
+        except ValueError:
+            raise AvidError(f"line {number}: start and duration must be numbers", path) from None
+        if start < 0 or duration < 0:
+            raise AvidError(f"line {number}: negative start or duration", path)
+        annotation = annotations.setdefault(uri, Annotation(uri=uri))
+        segment = Segment(start, start + duration)
+        annotation[segment, annotation.new_track(segment)] = speaker
+    return annotations
+
+
+def load_reference(path: str | Path, uri: str | None = None) -> Annotation:
+    """One file's annotation from an RTTM: the one named ``uri``, or the only one in the file."""
+    annotations = read_rttm(path)
+    if uri is not None:
+        if uri not in annotations:
+            raise AvidError(f"no turns for file id {uri!r} (ids here: {', '.join(sorted(annotations)) or 'none'})",
+                            path)
+        return annotations[uri]
+    if len(annotations) != 1:
+        raise AvidError(f"holds {len(annotations)} file ids; say which one to use", path)
+    return next(iter(annotations.values()))
+
+
+def write_rttm(turns: Iterable[SpeechTurn] | Annotation, path: str | Path, uri: str = "audio",
+               use_names: bool = False) -> None:
+    """Write speaker turns (or an Annotation) as RTTM. RTTM fields are space-separated, so spaces in names and
+    in the file id become underscores."""
+    annotation = turns if isinstance(turns, Annotation) else to_annotation(turns, uri, use_names)
+    annotation = annotation.rename_labels({label: _no_spaces(label) for label in annotation.labels()})
+    annotation.uri = _no_spaces(annotation.uri or uri)
+    with open(path, "w", encoding="utf-8") as handle:
+        annotation.write_rttm(handle)
+
+
+def _no_spaces(text) -> str:
+    return "_".join(str(text).split())
+
+
+def _uem(duration: float | None) -> Timeline | None:
+    return Timeline([Segment(0.0, duration)]) if duration else None
+
+
+def score_der(reference: Annotation, hypothesis: Annotation, collar: float = 0.5, skip_overlap: bool = False,
+              duration: float | None = None) -> dict[str, float]:
+    """Diarization error rate and its parts (seconds and rates), optimal label mapping.
+
+    ``duration`` (seconds) scores the whole file, silence included; without it pyannote approximates the
+    scored extent from the two annotations.
+    """
+    metric = DiarizationErrorRate(collar=collar, skip_overlap=skip_overlap)
+    return _summary(metric(reference, hypothesis, detailed=True, uem=_uem(duration)), "diarization error rate")
+
+
+def score_identification(reference: Annotation, hypothesis: Annotation, collar: float = 0.5,
+                         skip_overlap: bool = False, duration: float | None = None) -> dict[str, float]:
+    """Identification error rate: labels must match the reference names exactly (no mapping)."""
+    metric = IdentificationErrorRate(collar=collar, skip_overlap=skip_overlap)
+    return _summary(metric(reference, hypothesis, detailed=True, uem=_uem(duration)),
+                    "identification error rate")
+
+
+def _summary(components: dict, rate_name: str) -> dict[str, float]:
+    total = components["total"]
+    parts = {"error_rate": float(components[rate_name]), "total": float(total)}
+    for name, key in (("missed", "missed detection"), ("false_alarm", "false alarm"), ("confusion", "confusion")):
+        parts[name] = float(components[key])
+        parts[f"{name}_rate"] = float(components[key] / total) if total else 0.0
+    return parts
+
+
+def diarize_file(path: str | Path, cfg, encoder=None, **count_args) -> list[SpeechTurn]:
+    """Audio of ``path`` -> speech regions and window embeddings -> speaker turns (for scripts and tests).
+
+    Silence gives no turns.
+    ``count_args``: num_speakers, min_speakers, max_speakers, as for ``avid.voice.diarize.diarize``.
+    """
+    from ..media import iter_audio          # imported here: scoring alone needs no decoder or network
+    from ..voice.embed import VoiceEncoder, analyse_audio
+
+    encoder = encoder or VoiceEncoder(cfg)
+    sample_rate = int(cfg.media.audio_sample_rate)
+    chunks = iter_audio(path, sample_rate=sample_rate, chunk_seconds=float(cfg.media.audio_chunk_seconds))
+    regions, windows = analyse_audio(chunks, cfg, encoder, sample_rate=sample_rate)
+    return diarize(windows, cfg, regions=regions, **count_args)

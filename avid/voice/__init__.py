@@ -1,0 +1,1 @@
+"""Voice: voice activity detection (vad), speaker embeddings (embed) and diarization into speaker turns (diarize)."""

@@ -1,0 +1,231 @@
+"""Voice embeddings: Resemblyzer's GE2E speaker encoder (256-D d-vectors) over speech found by our own VAD.
+
+Resemblyzer's network reads a 40-band mel power spectrogram (25 ms windows, 10 ms hop) of volume-normalised
+16 kHz audio. Its own preprocessing (librosa resampling, a second VAD pass, per-call spectrograms) is slow and
+redundant here, so this module computes the same spectrogram with numpy (checked equal to librosa's in the tests),
+normalises the volume of each speech region the way Resemblyzer normalises a file (raised to -30 dBFS, never
+lowered), and batches fixed-length windows through the network in one call. A region's embedding is the
+normalised mean of its window embeddings, which is how Resemblyzer embeds an utterance (mean of partials).
+
+``analyse_audio`` is the streaming front end the ingest stage uses: VAD, window embeddings and region embeddings
+from a stream of audio chunks, holding only the audio of the speech region still open.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, ModelError, NoContentError
+from ..types import SpeechRegion, VoiceWindow
+from .vad import SpeechDetector, detect_speech, torch_threads
+
+SAMPLE_RATE = 16000          # the rate the network was trained at
+MEL_WINDOW = 400             # 25 ms FFT window
+MEL_HOP = 160                # 10 ms hop: one spectrogram frame per 10 ms
+MEL_BANDS = 40
+TARGET_DBFS = -30.0          # Resemblyzer's volume normalisation target
+INT16_MAX = 32767
+
+
+@lru_cache(maxsize=1)
+def _mel_filterbank() -> np.ndarray:
+    import librosa.filters  # only the filter bank: librosa's spectrogram code needs a slow numba compile
+
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=MEL_WINDOW, n_mels=MEL_BANDS).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _hann() -> np.ndarray:
+    n = np.arange(MEL_WINDOW)
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / MEL_WINDOW)).astype(np.float32)   # periodic, as librosa's
+
+
+def mel_spectrogram(audio: np.ndarray) -> np.ndarray:
+    """(frames, 40) mel power spectrogram, equal to resemblyzer.audio.wav_to_mel_spectrogram (librosa, centred)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    padded = np.pad(audio, MEL_WINDOW // 2)
+    n_frames = 1 + len(audio) // MEL_HOP
+    frames = np.lib.stride_tricks.sliding_window_view(padded, MEL_WINDOW)[::MEL_HOP][:n_frames]
+    power = np.abs(np.fft.rfft(frames * _hann(), axis=1)) ** 2
+    return (power.astype(np.float32) @ _mel_filterbank().T).astype(np.float32)
+
+
+def normalize_volume(audio: np.ndarray) -> np.ndarray:
+    """Raise the level to -30 dBFS (never lower it), as Resemblyzer's preprocessing does."""
+    rms = float(np.sqrt(np.mean(np.square(audio * INT16_MAX, dtype=np.float64)))) if len(audio) else 0.0
+    if rms <= 0.0:
+        return audio
+    change_db = TARGET_DBFS - 20.0 * np.log10(rms / INT16_MAX)
+    return audio if change_db < 0 else (audio * 10.0 ** (change_db / 20.0)).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _load_network():
+    """Resemblyzer's encoder with the weights bundled in its wheel, loaded once per process on CPU."""
+    try:
+        from resemblyzer import hparams
+        from resemblyzer.voice_encoder import VoiceEncoder as ResemblyzerEncoder
+    except ImportError as exc:
+        raise ModelError(f"the voice encoder needs the resemblyzer package ({exc})") from None
+    weights = Path(hparams.__file__).resolve().parent / "pretrained.pt"
+    if not weights.exists():
+        raise ModelError("Resemblyzer's bundled weights are missing (reinstall resemblyzer)", weights)
+    network = ResemblyzerEncoder(device="cpu", verbose=False, weights_fpath=weights)
+    return network.eval()
+
+
+def window_spans(start: float, end: float, window: float, hop: float, min_window: float) -> list[tuple[float, float]]:
+    """Windows of ``window`` seconds every ``hop`` seconds covering [start, end]; the last one ends at ``end``.
+
+    A span shorter than a window gets one window of its own length, or none if it is under ``min_window``.
+    """
+    length = end - start
+    if length < min_window - 1e-9:
+        return []
+    if length <= window + 1e-9:
+        return [(start, end)]
+    n = int(np.floor((length - window) / hop + 1e-9)) + 1
+    spans = [(start + i * hop, start + i * hop + window) for i in range(n)]
+    if end - spans[-1][1] > 1e-6:
+        spans.append((end - window, end))
+    return spans
+
+
+class VoiceEncoder:
+    """Speaker embeddings from 16 kHz mono float audio. ``name`` and ``dim`` describe the embedding space."""
+
+    name = "resemblyzer"
+    dim = 256
+
+    def __init__(self, cfg):
+        embed_cfg = cfg.voice.embed
+        self.window_seconds = float(embed_cfg.window_seconds)
+        self.hop_seconds = float(embed_cfg.hop_seconds)
+        self.min_window_seconds = float(embed_cfg.min_region_seconds)
+        self.batch_size = int(embed_cfg.batch_size)
+        self.threads = int(cfg.voice.torch_threads)
+        if not 0 < self.hop_seconds <= self.window_seconds:
+            raise ConfigError(f"voice.embed.hop_seconds must be in (0, window_seconds], got {self.hop_seconds}")
+        self._cfg = cfg
+        self._network = _load_network()
+
+    def embed_mels(self, mels: list[np.ndarray]) -> np.ndarray:
+        """(n, 256) L2-normalised embeddings of mel spectrograms (frames, 40), batched; lengths may differ."""
+        if not mels:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = np.empty((len(mels), self.dim), dtype=np.float32)
+        # Batches of equal length run without padding; a short window (a short region) runs with its own kind.
+        order = sorted(range(len(mels)), key=lambda i: len(mels[i]))
+        i = 0
+        with torch.inference_mode(), torch_threads(self.threads):
+            while i < len(order):
+                length = len(mels[order[i]])
+                batch = [order[i]]
+                i += 1
+                while i < len(order) and len(batch) < self.batch_size and len(mels[order[i]]) == length:
+                    batch.append(order[i])
+                    i += 1
+                tensor = torch.from_numpy(np.stack([mels[j] for j in batch]))
+                out[batch] = self._network(tensor).numpy()
+        return out
+
+    def embed_windows(self, audio: np.ndarray, offset: float, regions: list[SpeechRegion]) -> list[VoiceWindow]:
+        """Sliding-window embeddings inside ``regions`` of ``audio``, whose first sample is at ``offset`` seconds.
+
+        Each region also gets its embedding (the normalised mean of its windows) where it has windows.
+        """
+        spans, owners, mels = self._region_windows(audio, offset, regions)
+        embeddings = self.embed_mels(mels)
+        owners_array = np.asarray(owners, dtype=int)
+        for index, region in enumerate(regions):
+            mine = embeddings[owners_array == index]
+            if len(mine):
+                region.embedding = _mean_direction(mine)
+        return [VoiceWindow(start=s, end=e, embedding=emb) for (s, e), emb in zip(spans, embeddings)]
+
+    def _region_windows(self, audio: np.ndarray, offset: float, regions: list[SpeechRegion]):
+        """Window spans (stream seconds), the index of the region of each, and their mel spectrograms."""
+        spans: list[tuple[float, float]] = []
+        owners: list[int] = []
+        mels: list[np.ndarray] = []
+        window_frames = int(round(self.window_seconds * SAMPLE_RATE / MEL_HOP))
+        hop_frames = int(round(self.hop_seconds * SAMPLE_RATE / MEL_HOP))
+        for index, region in enumerate(regions):
+            first = max(0, int(round((region.start - offset) * SAMPLE_RATE)))
+            last = min(len(audio), int(round((region.end - offset) * SAMPLE_RATE)))
+            if last <= first:
+                continue
+            mel = mel_spectrogram(normalize_volume(audio[first:last]))
+            region_start = offset + first / SAMPLE_RATE
+            n_frames = (last - first) // MEL_HOP   # whole 10 ms frames inside the region
+            for s, e in window_spans(0.0, n_frames * MEL_HOP / SAMPLE_RATE, window_frames * MEL_HOP / SAMPLE_RATE,
+                                     hop_frames * MEL_HOP / SAMPLE_RATE, self.min_window_seconds):
+                a, b = int(round(s * SAMPLE_RATE / MEL_HOP)), int(round(e * SAMPLE_RATE / MEL_HOP))
+                spans.append((round(region_start + s, 3), round(region_start + e, 3)))
+                owners.append(index)
+                mels.append(mel[a:b])
+        return spans, owners, mels
+
+    def embed_utterance(self, audio: np.ndarray, trim_silence: bool = True) -> np.ndarray:
+        """One (256,) L2-normalised embedding of a clip: the mean of its window embeddings over its speech.
+
+        With ``trim_silence`` only the clip's speech regions are embedded, and a clip without speech raises
+        NoContentError; without it the whole clip is embedded.
+        """
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if len(audio) < MEL_HOP:
+            raise NoContentError("audio too short to embed (under 10 ms)")
+        regions = [SpeechRegion(0.0, len(audio) / SAMPLE_RATE)]
+        if trim_silence:
+            regions = detect_speech(audio, self._cfg, SAMPLE_RATE)
+            if not regions:
+                raise NoContentError("no speech found")
+        _, _, mels = self._region_windows(audio, 0.0, regions)
+        if not mels:   # speech shorter than the shortest window: embed all of it at once
+            mels = [mel_spectrogram(normalize_volume(np.concatenate(
+                [audio[int(r.start * SAMPLE_RATE):int(r.end * SAMPLE_RATE)] for r in regions])))]
+        return _mean_direction(self.embed_mels(mels))
+
+
+def _mean_direction(embeddings: np.ndarray) -> np.ndarray:
+    mean = embeddings.mean(axis=0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
+def analyse_audio(chunks: Iterable[np.ndarray], cfg, encoder: VoiceEncoder,
+                  sample_rate: int = 16000) -> tuple[list[SpeechRegion], list[VoiceWindow]]:
+    """Speech regions (with embeddings) and window embeddings of a stream of consecutive audio chunks.
+
+    Memory holds the audio of the open speech region and a little context, never the whole stream; very long
+    speech is cut into regions of at most voice.vad.max_region_seconds. Regions shorter than
+    voice.embed.min_region_seconds get no embedding and no window.
+    """
+    if sample_rate != SAMPLE_RATE:
+        raise ConfigError(f"the voice encoder needs {SAMPLE_RATE} Hz audio (media.audio_sample_rate), "
+                          f"got {sample_rate} Hz")
+    detector = SpeechDetector(cfg, sample_rate)
+    regions: list[SpeechRegion] = []
+    windows: list[VoiceWindow] = []
+    buffer = np.zeros(0, dtype=np.float32)
+    buffer_start = 0              # stream sample index of buffer[0]
+
+    def embed(finished: list[SpeechRegion]) -> None:
+        if finished:   # all regions that ended in this chunk go through the network in one batch
+            windows.extend(encoder.embed_windows(buffer, buffer_start / sample_rate, finished))
+            regions.extend(finished)
+
+    for chunk in chunks:
+        chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        buffer = np.concatenate([buffer, chunk])
+        embed(detector.feed(chunk))
+        # Forget audio that no region still to come can reach.
+        keep_from = int(detector.earliest_open_time * sample_rate) - buffer_start
+        if keep_from > 0:
+            buffer = buffer[keep_from:]
+            buffer_start += keep_from
+    embed(detector.finish())
+    return regions, windows
