@@ -1,4 +1,4 @@
-"""`avid process INPUT... --out DIR`: extract face tracks and speech with embeddings from each input."""
+"""`avid process INPUT... --out DIR | --db DB`: extract face tracks and speech with embeddings from each input."""
 from __future__ import annotations
 
 import argparse
@@ -20,15 +20,34 @@ log = logging.getLogger("avid")
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "process", help="extract face tracks and speech segments with embeddings",
-        description="Process videos, audio files and images. Writes DIR/<name>.json (schema in README.md) and "
-                    "DIR/<name>.npz (the embeddings). Folders are searched recursively; quote globs.")
+        description="Process videos, audio files and images. With --out, writes DIR/<name>.json (schema in "
+                    "README.md) and DIR/<name>.npz (the embeddings); with --db, adds them to a searchable library "
+                    "(content-hashed, resumable, parallel). Folders are searched recursively; quote globs.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="file, folder or glob")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", metavar="DIR", help="output folder")
+    where.add_argument("--db", metavar="DB", help="library database to process into (resumable: a rerun skips "
+                       "finished files); search it with `avid search`")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="with --db: parallel worker processes (default library.workers: one per core)")
+    parser.add_argument("--engine", choices=["local", "ray"],
+                        help="with --db: a local process pool (default) or Ray tasks")
+    parser.add_argument("--address", metavar="ADDR", help="with --engine ray: the Ray cluster to join "
+                        "(default: start Ray locally); inputs must be readable at the same paths on every node")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if args.db:
+        from ..library import process_collection
+
+        summary = process_collection(args.inputs, args.db, cfg, workers=args.workers,
+                                     engine=args.engine or cfg.library.engine, address=args.address,
+                                     quiet=args.quiet)
+        if summary.ok:
+            return 0
+        return EXIT_PARTIAL if len(summary.failed) < summary.total else 1
     paths = expand_inputs(args.inputs)
     models = Models(cfg)
     out_dir = Path(args.out)

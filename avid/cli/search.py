@@ -1,0 +1,43 @@
+"""`avid search --image F | --audio F | --video F | --person NAME`: where a person appears or speaks in the library."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..gallery import default_path
+from ..library import search
+from ._common import config_from_args
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "search", help="find where a person appears or speaks in the library",
+        description="Search the library built by `avid process --db` with a photo, a voice clip, a video or the "
+                    "name of an enrolled or named person. Prints one line per file and modality, best first: "
+                    "score, modality, file, time ranges (seconds).")
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument("--image", metavar="F", help="a photo of the person (its largest face is used)")
+    query.add_argument("--audio", metavar="F", help="a recording of the person's voice")
+    query.add_argument("--video", metavar="F", help="a video of the person (longest face track and the speech)")
+    query.add_argument("--person", metavar="NAME", help="a person in the gallery")
+    parser.add_argument("--top-k", type=int, metavar="K", help="most files to list (default library.search.top_k)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--db", metavar="DB", help="library database (default: the gallery file, $AVID_DB)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    hits = search(args.db or default_path(), image=args.image, audio=args.audio, video=args.video,
+                  person=args.person, top_k=args.top_k, cfg=cfg)
+    if args.json:
+        print(json.dumps([hit.to_dict() for hit in hits], indent=1, ensure_ascii=False))
+        return 0
+    if not hits:
+        print("no match in the library")
+        return 0
+    for hit in hits:
+        ranges = " ".join(f"{a:.1f}-{b:.1f}" for a, b in hit.ranges)
+        named = f"\t[{hit.person}]" if hit.person else ""
+        print(f"{hit.score:.3f}\t{hit.modality}\t{hit.file}\t{ranges}{named}")
+    return 0
