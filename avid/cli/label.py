@@ -1,0 +1,97 @@
+"""`avid label INPUT`: who speaks when, by name, linked to the face that is talking; written as JSON, RTTM, SRT,
+WebVTT, a timeline PNG and an annotated MP4."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import AvidError
+from ..export import FORMATS, write_outputs
+from ..ingest import output_stem
+from ..label import label_recording
+from ..types import LabelResult
+from ._common import config_from_args
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "label", help="label the speakers of a recording: who speaks when, by name, and which face is talking",
+        description="Diarize a video or audio file into speaker turns, link each speaker to the face that is "
+                    "talking, and name them from the gallery (unmatched speakers are unknown-1, unknown-2... in "
+                    "order of first speech).")
+    parser.add_argument("input", metavar="INPUT", help="video or audio file")
+    parser.add_argument("--out", metavar="DIR", default=".", help="output folder (default: the current folder)")
+    parser.add_argument("--format", metavar="LIST", default=None,
+                        help=f"comma-separated outputs among {','.join(FORMATS)} (default from the config: "
+                             "label.formats; mp4 re-encodes the video, so ask for it)")
+    parser.add_argument("--speakers", type=_positive, metavar="N", help="exact number of speakers")
+    parser.add_argument("--min-speakers", type=_positive, metavar="N", help="at least N speakers")
+    parser.add_argument("--max-speakers", type=_positive, metavar="N", help="at most N speakers")
+    parser.add_argument("--enroll-unknown", action="store_true",
+                        help="add unmatched speakers to the gallery under their unknown-N labels")
+    parser.add_argument("--db", metavar="DB", help="gallery database (default: the user's avid gallery)")
+    parser.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    formats = args.format.split(",") if args.format else list(cfg.label.formats)
+    if args.min_speakers and args.max_speakers and args.min_speakers > args.max_speakers:
+        raise AvidError(f"--min-speakers {args.min_speakers} is more than --max-speakers {args.max_speakers}")
+    gallery = _open_gallery(args.db, create=args.enroll_unknown)
+    path = Path(args.input)
+    show = not args.quiet and sys.stderr.isatty()
+    with tqdm(unit="s", desc=path.name[:30], disable=not show, leave=False,
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]") as bar:
+        def progress(done: float, total: float) -> None:
+            bar.total = round(total, 1)
+            bar.update(max(0.0, round(done, 1) - bar.n))
+
+        result = label_recording(path, cfg, gallery=gallery, num_speakers=args.speakers,
+                                 min_speakers=args.min_speakers, max_speakers=args.max_speakers,
+                                 enroll_unknown=args.enroll_unknown, progress=progress)
+    written = write_outputs(result, args.out, formats, cfg, stem=output_stem(path))
+    for warning in result.warnings:
+        print(f"avid: warning: {path}: {warning}", file=sys.stderr)
+    print(summary(result))
+    for fmt, out_path in written.items():
+        print(f"wrote {fmt}\t{out_path}")
+    return 0
+
+
+def _open_gallery(db: str | None, create: bool):
+    """The gallery to name speakers from: --db, else the user's default one if it exists (None: no names)."""
+    from ..gallery import Gallery, default_path
+
+    path = Path(db) if db else default_path()
+    if not path.exists() and not create:
+        if db:
+            raise AvidError("gallery database not found", path)
+        return None
+    return Gallery(path)
+
+
+def summary(result: LabelResult) -> str:
+    """Turns and speech time per person, one line each (tab-separated, so a shell can cut it)."""
+    if not result.turns:
+        return f"{result.media.path}: no speaker turns"
+    lines = [f"{result.media.path}: {len(result.turns)} turns, {len(result.speakers)} speakers"]
+    for speaker in sorted(result.speakers, key=lambda s: -s.speech_seconds):
+        faces = ",".join(str(t) for t in speaker.track_ids) or "-"
+        score = "-" if speaker.score is None else f"{speaker.score:.2f}"
+        lines.append(f"{speaker.name}\t{speaker.n_turns} turns\t{speaker.speech_seconds:.1f} s\t"
+                     f"score {score}\tface tracks {faces}")
+    return "\n".join(lines)

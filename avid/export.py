@@ -1,0 +1,359 @@
+"""Writers for a labelled recording: JSON, RTTM, SRT, WebVTT, a timeline PNG and an annotated MP4.
+
+Every writer takes a ``LabelResult`` and a destination path and returns that path. The annotated MP4 streams the
+original video frame by frame (decode, draw, encode) and copies the original audio packets into the output, so its
+memory does not grow with the length of the video.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .config import Config
+from .errors import AvidError, MediaError
+from .types import FaceTrack, LabelResult, SpeechTurn
+
+JSON_SCHEMA = "avid.label"
+JSON_SCHEMA_VERSION = 1
+FORMATS = ("json", "rttm", "srt", "vtt", "png", "mp4")
+# Audio codecs an MP4 container carries as they are; anything else is re-encoded to AAC.
+MP4_AUDIO_COPY_CODECS = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
+
+
+# --------------------------------------------------------------------------------------------------- JSON
+def to_dict(result: LabelResult) -> dict:
+    """The labelled recording as plain JSON-ready data, in the versioned ``avid.label`` schema."""
+    people: dict[str, dict] = {}
+    for spk in result.speakers:
+        person = people.setdefault(spk.name, {"name": spk.name, "person_id": spk.person_id, "known": spk.known,
+                                              "speakers": [], "track_ids": [], "speech_seconds": 0.0,
+                                              "n_turns": 0, "score": spk.score, "modality": spk.modality})
+        person["speakers"].append(spk.speaker)
+        person["track_ids"] += [t for t in spk.track_ids if t not in person["track_ids"]]
+        person["speech_seconds"] = round(person["speech_seconds"] + spk.speech_seconds, 3)
+        person["n_turns"] += spk.n_turns
+    speaker_of_track = {t: spk.speaker for spk in result.speakers for t in spk.track_ids}
+    return {
+        "schema": JSON_SCHEMA,
+        "version": JSON_SCHEMA_VERSION,
+        "media": asdict(result.media),
+        "turns": [{"start": round(t.start, 3), "end": round(t.end, 3), "speaker": t.speaker, "name": t.name,
+                   "score": None if t.score is None else round(float(t.score), 4), "track_id": t.track_id,
+                   "overlap": t.overlap} for t in sorted(result.turns, key=lambda t: (t.start, t.end))],
+        "speakers": [{**asdict(s), "score": None if s.score is None else round(float(s.score), 4),
+                      "speech_seconds": round(s.speech_seconds, 3)} for s in result.speakers],
+        "people": list(people.values()),
+        "face_tracks": [{"id": tr.id, "start": round(tr.start, 3), "end": round(tr.end, 3),
+                         "n_detections": len(tr.detections), "mean_probability": round(tr.mean_probability, 4),
+                         "name": result.track_names.get(tr.id), "speaker": speaker_of_track.get(tr.id)}
+                        for tr in result.face_tracks],
+        "warnings": list(result.warnings),
+    }
+
+
+def write_json(result: LabelResult, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(to_dict(result), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------- RTTM
+def _rttm_token(text: str) -> str:
+    """RTTM fields are separated by whitespace, so whitespace inside a name or file id becomes '_'."""
+    return re.sub(r"\s+", "_", text.strip()) or "_"
+
+
+def write_rttm(result: LabelResult, path: str | Path, uri: str | None = None) -> Path:
+    """Standard 10-field RTTM SPEAKER lines, with the person's name as the speaker id."""
+    path = Path(path)
+    uri = _rttm_token(uri or Path(result.media.path).stem)
+    lines = [f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {_rttm_token(t.name or t.speaker)} "
+             "<NA> <NA>\n" for t in sorted(result.turns, key=lambda t: (t.start, t.end))]
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------- subtitles
+def format_timestamp(seconds: float, decimal_marker: str) -> str:
+    """HH:MM:SS,mmm (SRT, decimal_marker=',') or HH:MM:SS.mmm (WebVTT, '.'), rounded to the millisecond."""
+    millis = max(0, int(round(seconds * 1000)))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_marker}{millis:03d}"
+
+
+def _cue_text(turn: SpeechTurn) -> str:
+    name = turn.name or turn.speaker
+    return f"{name} (overlapping)" if turn.overlap else name
+
+
+def _subtitle_turns(result: LabelResult) -> list[SpeechTurn]:
+    # Cues come in order of start time; zero-length turns would be invalid cues.
+    return [t for t in sorted(result.turns, key=lambda t: (t.start, t.end)) if t.end - t.start >= 0.001]
+
+
+def write_srt(result: LabelResult, path: str | Path) -> Path:
+    """SubRip subtitles: one numbered cue per turn, showing who speaks."""
+    path = Path(path)
+    cues = [f"{i}\n{format_timestamp(t.start, ',')} --> {format_timestamp(t.end, ',')}\n{_cue_text(t)}\n"
+            for i, t in enumerate(_subtitle_turns(result), start=1)]
+    path.write_text("\n".join(cues), encoding="utf-8")
+    return path
+
+
+def _vtt_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def write_vtt(result: LabelResult, path: str | Path) -> Path:
+    """WebVTT subtitles: one cue per turn, the speaker's name in a voice span (<v Name>)."""
+    path = Path(path)
+    cues = ["WEBVTT\n"]
+    for i, t in enumerate(_subtitle_turns(result), start=1):
+        name = _vtt_escape(t.name or t.speaker)
+        cues.append(f"{i}\n{format_timestamp(t.start, '.')} --> {format_timestamp(t.end, '.')}\n"
+                    f"<v {name}>{_vtt_escape(_cue_text(t))}</v>\n")
+    path.write_text("\n".join(cues), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------- timeline
+def _row_order(result: LabelResult) -> list[str]:
+    """People in order of first speech: the order a reader meets them."""
+    first: dict[str, float] = {}
+    for t in result.turns:
+        name = t.name or t.speaker
+        first[name] = min(first.get(name, math.inf), t.start)
+    return sorted(first, key=first.get)
+
+
+def write_timeline_png(result: LabelResult, path: str | Path, cfg: Config) -> Path:
+    """One row per person: their turns as bars (hatched where speech overlaps), their linked faces as a thin line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    opts = cfg.export.png
+    names = _row_order(result)
+    duration = max([result.media.duration] + [t.end for t in result.turns] + [tr.end for tr in result.face_tracks])
+    fig, ax = plt.subplots(figsize=(opts.width_inches, 1.4 + 0.45 * max(1, len(names))), dpi=opts.dpi)
+    colours = plt.get_cmap("tab10")
+    tracks_by_id = {tr.id: tr for tr in result.face_tracks}
+    for row, name in enumerate(names):
+        colour = colours(row % 10)
+        turns = [t for t in result.turns if (t.name or t.speaker) == name]
+        plain = [(t.start, t.end - t.start) for t in turns if not t.overlap]
+        overlapped = [(t.start, t.end - t.start) for t in turns if t.overlap]
+        ax.broken_barh(plain, (row - 0.3, 0.6), facecolors=colour)
+        ax.broken_barh(overlapped, (row - 0.3, 0.6), facecolors=colour, hatch="///", edgecolor="white", alpha=0.7)
+        for track_id in {t.track_id for t in turns if t.track_id is not None}:
+            track = tracks_by_id.get(track_id)
+            if track is not None:
+                ax.plot([track.start, track.end], [row + 0.38, row + 0.38], color=colour, linewidth=2,
+                        solid_capstyle="butt")
+    ax.set_yticks(range(len(names)), labels=names)
+    ax.set_ylim(max(1, len(names)) - 0.5, -0.5)
+    ax.set_xlim(0, max(duration, 1e-3))
+    ax.set_xlabel("time (s)")
+    title = Path(result.media.path).name
+    ax.set_title(title if names else f"{title}: no speech", fontsize=10, loc="left")
+    ax.grid(axis="x", alpha=0.3)
+    if names:
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+
+        legend = [Patch(facecolor="grey", label="speech"),
+                  Patch(facecolor="grey", hatch="///", edgecolor="white", label="overlapping speech"),
+                  Line2D([0], [0], color="grey", linewidth=2, label="their face on screen")]
+        ax.legend(handles=legend, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------- annotated MP4
+def _ascii(text: str) -> str:
+    """OpenCV's Hershey fonts draw ASCII only: fold accents away rather than draw '?'."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii") or "?"
+
+
+class _TrackBoxes:
+    """Face boxes of one track at any time: linear interpolation between its sampled detections."""
+
+    def __init__(self, track: FaceTrack, hold_seconds: float):
+        self.id = track.id
+        self.times = np.array([d.time for d in track.detections], dtype=np.float64)
+        self.boxes = np.array([d.box for d in track.detections], dtype=np.float64)
+        self.hold = hold_seconds
+
+    def box_at(self, t: float) -> np.ndarray | None:
+        if len(self.times) == 0 or t < self.times[0] - self.hold or t > self.times[-1] + self.hold:
+            return None
+        i = int(np.searchsorted(self.times, t))
+        if i == 0:
+            return self.boxes[0]
+        if i == len(self.times):
+            return self.boxes[-1]
+        t0, t1 = self.times[i - 1], self.times[i]
+        if t - t0 > self.hold and t1 - t > self.hold:
+            return None   # a gap inside the track: the face was not seen here
+        w = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
+        return (1 - w) * self.boxes[i - 1] + w * self.boxes[i]
+
+
+class _TurnIndex:
+    """Which tracks are speaking at time t, from the turns, in O(log n) per query."""
+
+    def __init__(self, turns: Iterable[SpeechTurn]):
+        linked = sorted((t for t in turns if t.track_id is not None), key=lambda t: t.start)
+        self.starts = np.array([t.start for t in linked])
+        self.ends = np.array([t.end for t in linked])
+        self.track_ids = [t.track_id for t in linked]
+        self.longest = float((self.ends - self.starts).max()) if linked else 0.0
+
+    def speaking(self, t: float) -> set[int]:
+        hi = int(np.searchsorted(self.starts, t, side="right"))
+        lo = int(np.searchsorted(self.starts, t - self.longest, side="left"))
+        return {self.track_ids[i] for i in range(lo, hi) if self.ends[i] > t}
+
+
+def _draw(image: np.ndarray, t: float, tracks: list[_TrackBoxes], names: dict[int, str],
+          speaking: set[int], opts: Config) -> None:
+    import cv2
+
+    scale = max(image.shape[:2]) / 720.0   # line widths and text follow the frame size
+    thickness = max(1, round(2 * scale))
+    for track in tracks:
+        box = track.box_at(t)
+        if box is None:
+            continue
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        talking = track.id in speaking
+        colour = tuple(opts.speaking_colour) if talking else tuple(opts.box_colour)
+        cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness * (2 if talking else 1))
+        label = _ascii(names.get(track.id) or f"face {track.id}")
+        font_scale = 0.6 * scale
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+        ty = y1 - 4 if y1 - th - base - 4 >= 0 else y2 + th + 4
+        cv2.rectangle(image, (x1, ty - th - base), (x1 + tw + 4, ty + base), colour, cv2.FILLED)
+        cv2.putText(image, label, (x1 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), thickness,
+                    cv2.LINE_AA)
+        if talking:   # the speaking marker: a filled dot at the box's top-right corner
+            radius = max(4, round(8 * scale))
+            cv2.circle(image, (x2 - radius - 2, y1 + radius + 2), radius, colour, cv2.FILLED, cv2.LINE_AA)
+
+
+def write_annotated_mp4(result: LabelResult, path: str | Path, cfg: Config,
+                        progress: Callable[[float], None] | None = None) -> Path:
+    """The original video with face boxes, names and a speaking marker, and the original audio muxed back.
+
+    Streams: each video packet is decoded, drawn on and encoded before the next is read; audio packets are copied
+    as they are (or re-encoded to AAC when MP4 cannot carry the source codec). ``progress`` gets media seconds done.
+    """
+    import av
+
+    src = Path(result.media.path)
+    path = Path(path)
+    if not result.media.has_video:
+        raise AvidError("no video stream, so no annotated MP4 (the other formats need none)", src)
+    opts = cfg.export.mp4
+    tracks = [_TrackBoxes(tr, opts.box_hold_seconds) for tr in result.face_tracks if tr.detections]
+    turn_index = _TurnIndex(result.turns)
+    names = dict(result.track_names)
+    try:
+        source = av.open(str(src), metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError) as exc:
+        raise MediaError(f"cannot open media ({exc.__class__.__name__}: {exc})", src) from None
+    with source, av.open(str(path), mode="w", format="mp4") as sink:
+        in_video = source.streams.video[0]
+        in_video.thread_type = "AUTO"
+        in_audio = source.streams.audio[0] if source.streams.audio else None
+        rate = in_video.average_rate or in_video.guessed_rate or 25
+        out_video = sink.add_stream(opts.codec, rate=rate)
+        out_video.width, out_video.height = in_video.codec_context.width, in_video.codec_context.height
+        out_video.pix_fmt = "yuv420p"
+        out_video.time_base = in_video.time_base
+        out_video.options = {"preset": opts.preset, "crf": str(opts.crf)}
+        out_audio, copy_audio, resampler = None, False, None
+        if in_audio is not None:
+            copy_audio = in_audio.codec_context.name in MP4_AUDIO_COPY_CODECS
+            if copy_audio:
+                out_audio = sink.add_stream_from_template(in_audio)
+            else:
+                out_audio = sink.add_stream("aac", rate=in_audio.codec_context.sample_rate or 48000)
+                resampler = av.AudioResampler(format="fltp", layout="stereo" if in_audio.codec_context.channels > 1
+                                              else "mono", rate=out_audio.codec_context.sample_rate)
+        streams = [in_video] + ([in_audio] if in_audio is not None else [])
+        try:
+            for packet in source.demux(*streams):
+                if packet.stream is in_audio:
+                    if packet.dts is None:
+                        continue
+                    if copy_audio:
+                        packet.stream = out_audio
+                        sink.mux(packet)
+                    else:
+                        for frame in packet.decode():
+                            for audio_frame in resampler.resample(frame):
+                                audio_frame.pts = None
+                                sink.mux(out_audio.encode(audio_frame))
+                    continue
+                for frame in packet.decode():
+                    if frame.pts is None:
+                        continue
+                    t = float(frame.time)
+                    image = frame.to_ndarray(format="bgr24")
+                    _draw(image, t, tracks, names, turn_index.speaking(t), opts)
+                    out_frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+                    out_frame.pts, out_frame.time_base = frame.pts, frame.time_base
+                    sink.mux(out_video.encode(out_frame))
+                    if progress is not None:
+                        progress(t)
+            sink.mux(out_video.encode(None))
+            if out_audio is not None and not copy_audio:
+                sink.mux(out_audio.encode(None))
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"cannot write the annotated video ({exc.__class__.__name__}: {exc})", src) from None
+    return path
+
+
+# --------------------------------------------------------------------------------------------------- all at once
+def write_outputs(result: LabelResult, out_dir: str | Path, formats: Iterable[str], cfg: Config,
+                  stem: str | None = None) -> dict[str, Path]:
+    """Write every requested format as ``out_dir/<stem>.<ext>`` (the MP4 as ``<stem>.labelled.mp4``)."""
+    formats = list(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise AvidError(f"unknown output format(s) {', '.join(unknown)} (choose from {', '.join(FORMATS)})")
+    if "mp4" in formats and not result.media.has_video:
+        formats.remove("mp4")
+        result.warnings.append("audio-only input: no annotated MP4 written")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or Path(result.media.path).stem
+    written: dict[str, Path] = {}
+    for fmt in formats:
+        if fmt == "json":
+            written[fmt] = write_json(result, out_dir / f"{stem}.json")
+        elif fmt == "rttm":
+            written[fmt] = write_rttm(result, out_dir / f"{stem}.rttm")
+        elif fmt == "srt":
+            written[fmt] = write_srt(result, out_dir / f"{stem}.srt")
+        elif fmt == "vtt":
+            written[fmt] = write_vtt(result, out_dir / f"{stem}.vtt")
+        elif fmt == "png":
+            written[fmt] = write_timeline_png(result, out_dir / f"{stem}.timeline.png", cfg)
+        elif fmt == "mp4":
+            written[fmt] = write_annotated_mp4(result, out_dir / f"{stem}.labelled.mp4", cfg)
+    return written

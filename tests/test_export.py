@@ -1,0 +1,161 @@
+"""The writers of a labelled recording: every format parses back to what was labelled."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from avid import export, media
+from avid.config import load_config
+from avid.errors import AvidError
+from avid.types import FaceDetection, FaceTrack, LabelResult, SpeakerLabel, SpeechTurn
+
+SRT_TIME = r"(\d{2}):(\d{2}):(\d{2}),(\d{3})"
+VTT_TIME = r"(\d{2}):(\d{2}):(\d{2})\.(\d{3})"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def short_video(synthetic, tmp_path_factory) -> Path:
+    """A 3 s 320x240 video of the astronaut saying a few words, with AAC audio."""
+    path = tmp_path_factory.mktemp("export") / "talk.mp4"
+    speech = synthetic.speak("Hello there, how are you?")
+    synthetic.write_talking_video(path, [synthetic.Segment(speech, 0)], [synthetic.astronaut()], size=(320, 240),
+                                  fps=25, duration=3.0)
+    return path
+
+
+def _result(path: Path) -> LabelResult:
+    info = media.probe(path)
+    face = FaceTrack(id=7, detections=[FaceDetection(time=t, box=(100.0, 40.0, 220.0, 180.0), probability=0.99)
+                                       for t in np.arange(0.0, 3.0, 0.2)])
+    turns = [SpeechTurn(0.5, 1.4, "spk0", track_id=7, name="Eileen Collins", score=0.81),
+             SpeechTurn(1.2, 1.9, "spk1", overlap=True, name="unknown 1"),
+             SpeechTurn(1.9, 2.75, "spk0", track_id=7, name="Eileen Collins", score=0.81)]
+    speakers = [SpeakerLabel("spk0", "Eileen Collins", person_id=3, score=0.81, modality="both", known=True,
+                             track_ids=[7], speech_seconds=1.75, n_turns=2),
+                SpeakerLabel("spk1", "unknown 1", speech_seconds=0.7, n_turns=1)]
+    return LabelResult(media=info, turns=turns, face_tracks=[face], speakers=speakers,
+                       track_names={7: "Eileen Collins"})
+
+
+def _seconds(match: tuple[str, ...]) -> float:
+    h, m, s, ms = (int(x) for x in match)
+    return h * 3600 + m * 60 + s + ms / 1000
+
+
+def test_timestamps_follow_each_format():
+    assert export.format_timestamp(3725.0456, ",") == "01:02:05,046"
+    assert export.format_timestamp(59.9996, ".") == "00:01:00.000"
+    assert export.format_timestamp(-0.2, ",") == "00:00:00,000"
+
+
+def test_json_schema(tmp_path, short_video):
+    document = json.loads(export.write_json(_result(short_video), tmp_path / "a.json").read_text())
+    assert document["schema"] == "avid.label" and document["version"] == export.JSON_SCHEMA_VERSION
+    assert document["media"]["has_audio"] and document["media"]["duration"] == pytest.approx(3.0, abs=0.1)
+    assert [t["start"] for t in document["turns"]] == [0.5, 1.2, 1.9]
+    assert set(document["turns"][0]) == {"start", "end", "speaker", "name", "score", "track_id", "overlap"}
+    assert document["turns"][1]["overlap"] is True and document["turns"][1]["track_id"] is None
+    people = {p["name"]: p for p in document["people"]}
+    assert people["Eileen Collins"]["speech_seconds"] == pytest.approx(1.75)
+    assert people["Eileen Collins"]["n_turns"] == 2 and people["Eileen Collins"]["track_ids"] == [7]
+    assert people["unknown 1"]["known"] is False
+    assert document["face_tracks"] == [{"id": 7, "start": 0.0, "end": 2.8, "n_detections": 15,
+                                        "mean_probability": 0.99, "name": "Eileen Collins", "speaker": "spk0"}]
+
+
+def test_rttm_has_ten_fields_and_names(tmp_path, short_video):
+    from pyannote.database.util import load_rttm
+
+    path = export.write_rttm(_result(short_video), tmp_path / "a.rttm")
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3
+    fields = [line.split() for line in lines]
+    assert all(len(f) == 10 and f[0] == "SPEAKER" and f[1] == "talk" and f[2] == "1" for f in fields)
+    assert [f[7] for f in fields] == ["Eileen_Collins", "unknown_1", "Eileen_Collins"]
+    assert float(fields[2][3]) == pytest.approx(1.9) and float(fields[2][4]) == pytest.approx(0.85)
+    annotation = load_rttm(path)["talk"]   # pyannote reads it back
+    assert annotation.label_duration("Eileen_Collins") == pytest.approx(1.75)
+
+
+def test_srt_cues_parse_back_in_order(tmp_path, short_video):
+    text = export.write_srt(_result(short_video), tmp_path / "a.srt").read_text(encoding="utf-8")
+    blocks = text.strip().split("\n\n")
+    starts = []
+    for number, block in enumerate(blocks, start=1):
+        index, timing, cue = block.split("\n")
+        assert index == str(number)
+        found = re.fullmatch(f"{SRT_TIME} --> {SRT_TIME}", timing)
+        assert found, timing
+        start, end = _seconds(found.groups()[:4]), _seconds(found.groups()[4:])
+        assert end > start
+        starts.append(start)
+    assert starts == sorted(starts) == [0.5, 1.2, 1.9]
+    assert blocks[1].endswith("unknown 1 (overlapping)")
+
+
+def test_vtt_cues_parse_back_in_order(tmp_path, short_video):
+    text = export.write_vtt(_result(short_video), tmp_path / "a.vtt").read_text(encoding="utf-8")
+    header, *blocks = text.strip().split("\n\n")
+    assert header == "WEBVTT"
+    starts = []
+    for block in blocks:
+        _, timing, cue = block.split("\n")
+        found = re.fullmatch(f"{VTT_TIME} --> {VTT_TIME}", timing)
+        assert found, timing
+        starts.append(_seconds(found.groups()[:4]))
+        assert _seconds(found.groups()[4:]) > starts[-1]
+        assert re.fullmatch(r"<v ([^>]+)>\1( \(overlapping\))?</v>", cue), cue
+    assert starts == sorted(starts) == [0.5, 1.2, 1.9]
+
+
+def test_timeline_png(tmp_path, short_video, cfg):
+    path = export.write_timeline_png(_result(short_video), tmp_path / "a.png", cfg)
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width == cfg.export.png.width_inches * cfg.export.png.dpi
+
+
+def test_annotated_mp4_keeps_audio_and_duration(tmp_path, short_video, cfg):
+    path = export.write_annotated_mp4(_result(short_video), tmp_path / "a.mp4", cfg)
+    info = media.probe(path)
+    assert info.has_video and info.has_audio
+    assert (info.width, info.height) == (320, 240)
+    assert info.duration == pytest.approx(3.0, abs=0.1)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 75
+    # The original audio is there: the same speech energy as the source.
+    original, written = media.load_audio(short_video), media.load_audio(path)
+    n = min(original.size, written.size)
+    assert abs(written.size - original.size) < 1600
+    assert np.corrcoef(original[:n], written[:n])[0, 1] > 0.99
+    # At 1.0 s the face is speaking: its box is drawn in the speaking colour.
+    frame = next(f for f in media.iter_frames(path, fps=25) if f.time >= 1.0)
+    b, g, r = cfg.export.mp4.speaking_colour
+    edge = frame.image[110, 98:103].astype(int)   # the left edge of the box at x=100
+    assert np.abs(edge - [r, g, b]).sum(axis=1).min() < 60
+
+
+def test_audio_only_input_skips_mp4_and_writes_the_rest(tmp_path, cfg, synthetic):
+    audio_path = synthetic.write_wav(tmp_path / "voice.wav", synthetic.speak("Just a voice."))
+    result = LabelResult(media=media.probe(audio_path),
+                         turns=[SpeechTurn(0.1, 0.9, "spk0", name="unknown-1")])
+    written = export.write_outputs(result, tmp_path / "out", ["json", "mp4", "rttm"], cfg)
+    assert set(written) == {"json", "rttm"}
+    assert "no annotated MP4" in " ".join(result.warnings)
+    with pytest.raises(AvidError, match="no video stream"):
+        export.write_annotated_mp4(result, tmp_path / "x.mp4", cfg)
+
+
+def test_unknown_format_is_refused(tmp_path, short_video, cfg):
+    with pytest.raises(AvidError, match="unknown output format"):
+        export.write_outputs(_result(short_video), tmp_path, ["json", "docx"], cfg)
