@@ -11,6 +11,7 @@ import os
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterator
@@ -70,13 +71,17 @@ def process_file(path: str | Path, cfg: Config, models: Models | None = None,
     models = models or Models(cfg)
     info = media.probe(path)
     result = IngestResult(media=info, face_backend=models.face_encoder.name, face_dim=models.face_encoder.dim)
-    if info.kind == "image":
-        result.face_tracks = _image_faces(path, models)
-    elif info.has_video:
-        result.face_tracks = _video_faces(path, info, cfg, models, progress)
     if info.has_audio:
         result.voice_backend, result.voice_dim = models.voice_encoder.name, models.voice_encoder.dim
-        result.speech_regions, result.voice_windows = _speech(path, cfg, models)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="avid-audio") as pool:
+        # The audio runs on the second core while the main thread works through the frames.
+        speech = pool.submit(_speech, path, cfg, models) if info.has_audio else None
+        if info.kind == "image":
+            result.face_tracks = _image_faces(path, models)
+        elif info.has_video:
+            result.face_tracks = _video_faces(path, info, cfg, models, progress)
+        if speech is not None:
+            result.speech_regions, result.voice_windows = speech.result()
     _explain_missing(result)
     return result
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from pyannote.core import Annotation
-
 from ._common import config_from_args
 
 
@@ -37,6 +35,8 @@ def register(subparsers) -> None:
 
 
 def run_diar(args: argparse.Namespace) -> int:
+    from pyannote.core import Annotation
+
     from ..evaluation.diarization import read_rttm, score_der, score_identification
 
     references, hypotheses = read_rttm(args.ref), read_rttm(args.hyp)
