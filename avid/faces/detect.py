@@ -70,7 +70,7 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
                                boxes[:, 4]], dim=1))
     # Stage 2: the R-net rescores each candidate on a 24x24 crop and refines its box.
     if len(boxes):
-        regression, probability = rnet(_crops(images, boxes, image_index, 24))
+        regression, probability = _run_bucketed(rnet, _crops(images, boxes, image_index, 24))
         passed = probability[:, 1] > thresholds[1]
         boxes = torch.cat([boxes[passed, :4], probability[passed, 1:2]], dim=1)
         image_index, regression = image_index[passed], regression[passed]
@@ -80,7 +80,7 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
     # Stage 3: the O-net on 48x48 crops gives the final score, box and five landmarks.
     landmarks = torch.zeros(0, 5, 2)
     if len(boxes):
-        regression, points, probability = onet(_crops(images, boxes, image_index, 48))
+        regression, points, probability = _run_bucketed(onet, _crops(images, boxes, image_index, 48))
         passed = probability[:, 1] > thresholds[2]
         boxes = torch.cat([boxes[passed, :4], probability[passed, 1:2]], dim=1)
         image_index, regression, points = image_index[passed], regression[passed], points[passed]
@@ -92,6 +92,16 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
         boxes, image_index, landmarks = boxes[keep], image_index[keep], landmarks[keep]
     boxes, landmarks, image_index = boxes.numpy(), landmarks.numpy(), image_index.numpy()
     return [(boxes[image_index == i], landmarks[image_index == i]) for i in range(n)]
+
+
+def _run_bucketed(net, crops: torch.Tensor, bucket: int = 32) -> tuple[torch.Tensor, ...]:
+    """Run ``net`` on the crops zero-padded to a multiple of ``bucket``, so that the batch sizes repeat: oneDNN caches
+    kernels per input shape, and with a new shape for every candidate count memory grew with video length."""
+    n = len(crops)
+    padded = -(-n // bucket) * bucket
+    if padded != n:
+        crops = torch.cat([crops, crops.new_zeros((padded - n, *crops.shape[1:]))])
+    return tuple(out[:n] for out in net(crops))
 
 
 def _crops(images: np.ndarray, boxes: torch.Tensor, image_index: torch.Tensor, size: int) -> torch.Tensor:
