@@ -1,0 +1,166 @@
+"""`avid people list | show | rename | merge | delete | unknown | name`: manage the people in the gallery.
+
+Also holds ``open_gallery``, which the enrol, train and query commands share: ``--db``, else $AVID_DB, else the
+gallery in the user's data directory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import AvidError, StoreError
+from ._common import config_from_args
+
+
+def add_db_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="DB", help="gallery database file (default: $AVID_DB, else gallery.db in "
+                                                   "the user's avid data directory)")
+
+
+def open_gallery(args: argparse.Namespace, must_exist: bool = True):
+    """The gallery named by --db / $AVID_DB / the default; StoreError when it must exist and does not."""
+    from ..gallery import Gallery, default_path
+
+    path = Path(args.db).expanduser() if getattr(args, "db", None) else default_path()
+    if must_exist and not path.exists():
+        raise StoreError("no gallery database here yet: enrol someone first (avid enroll NAME ...)", path)
+    return Gallery(path)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("people", help="list, show, rename, merge or delete enrolled people",
+                                   description="Manage the people in the gallery.")
+    commands = parser.add_subparsers(dest="people_command", metavar="ACTION", required=True)
+
+    listing = commands.add_parser("list", help="everyone enrolled, with observation counts")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=run_list)
+
+    show = commands.add_parser("show", help="one person's observations")
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=run_show)
+
+    rename = commands.add_parser("rename", help="rename a person")
+    rename.add_argument("old", metavar="OLD")
+    rename.add_argument("new", metavar="NEW")
+    rename.set_defaults(func=run_rename)
+
+    merge = commands.add_parser("merge", help="move all of SRC's observations to DST and remove SRC")
+    merge.add_argument("src", metavar="SRC")
+    merge.add_argument("dst", metavar="DST")
+    merge.set_defaults(func=run_merge)
+
+    delete = commands.add_parser("delete", help="delete a person and every observation and vector of theirs",
+                                 description="Deletes the person, their observations and prototypes, and the "
+                                             "shared model (its weights were fitted with their data; run "
+                                             "`avid train` again). Asks first unless --yes.")
+    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.set_defaults(func=run_delete)
+
+    unknown = commands.add_parser("unknown", help="clusters of unnamed people found by `avid process --db`")
+    unknown.add_argument("--json", action="store_true", help="print JSON")
+    unknown.set_defaults(func=run_unknown)
+
+    name = commands.add_parser("name", help="name every observation of an unknown cluster at once")
+    name.add_argument("cluster", type=int, metavar="CLUSTER")
+    name.add_argument("name", metavar="NAME")
+    name.set_defaults(func=run_name)
+
+    for command in (listing, show, rename, merge, delete, unknown, name):
+        add_db_argument(command)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with open_gallery(args) as gallery:
+        people = gallery.people()
+    if args.json:
+        print(json.dumps([{"id": p.id, "name": p.name, "faces": p.n_face, "voices": p.n_voice, "created": p.created}
+                          for p in people], indent=1))
+        return 0
+    print("name\tfaces\tvoices\tcreated")
+    for p in people:
+        print(f"{p.name}\t{p.n_face}\t{p.n_voice}\t{p.created}")
+    return 0
+
+
+def _time(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def run_show(args: argparse.Namespace) -> int:
+    with open_gallery(args) as gallery:
+        person = gallery.person(args.name)
+        observations = gallery.observations(person=person.id)
+    if args.json:
+        print(json.dumps({"id": person.id, "name": person.name, "created": person.created, "observations": [
+            {"id": o.id, "modality": o.modality, "source": o.source, "start": o.start, "end": o.end,
+             "track_id": o.track_id, "paired_with": o.paired_with, "backend": o.backend, "dim": o.dim}
+            for o in observations]}, indent=1))
+        return 0
+    print(f"# {person.name}: {person.n_face} face and {person.n_voice} voice observations, enrolled {person.created}")
+    print("id\tmodality\tstart\tend\ttrack\tbackend\tsource")
+    for o in observations:
+        track = "-" if o.track_id is None else o.track_id
+        print(f"{o.id}\t{o.modality}\t{_time(o.start)}\t{_time(o.end)}\t{track}\t{o.backend}\t{o.source}")
+    return 0
+
+
+def run_rename(args: argparse.Namespace) -> int:
+    with open_gallery(args) as gallery:
+        person = gallery.rename(args.old, args.new)
+    print(f"renamed {args.old} -> {person.name}")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from ..identify import refresh_z_prototypes
+
+    with open_gallery(args) as gallery:
+        person = gallery.merge(args.src, args.dst)
+        refresh_z_prototypes(gallery, [person.id])
+    print(f"merged {args.src} into {person.name}: {person.n_face} faces, {person.n_voice} voices")
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    with open_gallery(args) as gallery:
+        person = gallery.person(args.name)   # an unknown name fails here, before any question
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise AvidError(f"deleting {person.name!r} needs confirmation: add --yes")
+            answer = input(f"delete {person.name} and all {person.n_face + person.n_voice} observations? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        removed = gallery.delete(person.name)
+    print(f"deleted {person.name}: {removed['observations']} observations")
+    if removed["model"]:
+        print("the shared model was trained with their data and has been removed: run `avid train` to retrain")
+    return 0
+
+
+def run_unknown(args: argparse.Namespace) -> int:
+    from ..gallery import default_path
+    from ..library import unknown_clusters
+
+    clusters = unknown_clusters(args.db or default_path(), config_from_args(args))
+    if args.json:
+        print(json.dumps([c.to_dict() for c in clusters], indent=1))
+        return 0
+    print("cluster\tfaces\tvoices\tfiles\tthumbnail")
+    for c in clusters:
+        print(f"{c.id}\t{c.n_face}\t{c.n_voice}\t{len(c.files)}\t{c.thumbnail or '-'}")
+    return 0
+
+
+def run_name(args: argparse.Namespace) -> int:
+    from ..gallery import default_path
+    from ..library import name_cluster
+
+    person, count = name_cluster(args.db or default_path(), args.cluster, args.name)
+    print(f"named {count} observations of cluster {args.cluster} as {person.name}")
+    return 0

@@ -1,0 +1,51 @@
+"""`avid query --image F | --audio F | --video F [--top-k K] [--json]`: who is this?"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ._common import config_from_args
+from .people import add_db_argument, open_gallery
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "query", help="identify the person in a photo, a voice clip or a video",
+        description="Ranks the enrolled people by calibrated score (0 = the acceptance threshold, 1 = identical; "
+                    "see docs/shared_representation.md) and answers `unknown` when nobody passes. A photo and a "
+                    "voice clip together are one query with both modalities.")
+    parser.add_argument("--image", metavar="F", help="photo (its largest face)")
+    parser.add_argument("--audio", metavar="F", help="voice clip")
+    parser.add_argument("--video", metavar="F", help="video (a face track and its speech)")
+    parser.add_argument("--track", type=int, metavar="ID", help="face track of the video, when it has several")
+    parser.add_argument("--top-k", type=int, metavar="K", help="how many people to list (default from the config)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_db_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..identify import query
+
+    cfg = config_from_args(args)
+    with open_gallery(args) as gallery:
+        result = query(gallery, image=args.image, audio=args.audio, video=args.video, top_k=args.top_k, cfg=cfg,
+                       track=args.track)
+    answer = result.answer
+    if args.json:
+        print(json.dumps({"answer": {"name": answer.name, "person_id": answer.person_id, "score": answer.score,
+                                     "accepted": answer.accepted},
+                          "mode": result.mode, "space": result.space, "threshold": result.threshold,
+                          "matches": [{"rank": i + 1, "name": m.name, "person_id": m.person_id, "score": m.score,
+                                       "accepted": m.accepted} for i, m in enumerate(result.matches)],
+                          "notes": result.notes}, indent=1))
+        return 0
+    for note in result.notes:
+        print(f"avid: note: {note}", file=sys.stderr)
+    space = "shared code z" if result.space == "z" else "raw embeddings"
+    print(f"# {result.mode} query, matched in {space}, threshold {result.threshold:g}")
+    print(f"answer\t{answer.name}\t{answer.score:.3f}")
+    for rank, match in enumerate(result.matches, 1):
+        print(f"{rank}\t{match.name}\t{match.score:.3f}\t{'accepted' if match.accepted else 'below threshold'}")
+    return 0

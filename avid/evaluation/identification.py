@@ -1,0 +1,300 @@
+"""Identification accuracy over a manifest of files: what `avid eval ident MANIFEST.csv [--ablation]` reports.
+
+The manifest has columns ``person, modality, role, path``: modality is ``face`` (a photo), ``voice`` (an audio
+clip) or ``video`` (a face and a voice from one file); role is ``enrol`` or ``test``. Paths are relative to the
+manifest's folder unless absolute. Test rows of people with no enrol rows are non-enrolled people: they should
+come out ``unknown``.
+
+Queries: each test face alone, each test voice alone, and for each person each (test face, test voice)
+combination together (a video test row is one both-modality query). Per system and query mode it reports top-1
+accuracy (closed set: the best-ranked person is right; open set: right and accepted), the equal error rate over
+all (query, enrolled person) scores (genuine: the query's own person), and the false-accept rate of
+non-enrolled queries at the configured threshold. Systems: the shared code ``z`` (a model trained on the
+enrolment) and, with ``ablation``, raw face nearest neighbour, raw voice nearest neighbour and score-level fusion
+of the two (scored per person on their mean embedding, which is the nearest neighbour with one enrolment each).
+"""
+from __future__ import annotations
+
+import csv
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from sklearn.metrics import roc_curve
+
+from .. import media, synthetic
+from ..config import Config
+from ..errors import AvidError
+from ..gallery import Gallery
+from ..identify import Evidence, evidence_from, load_model, score_people, train
+from ..ingest import Models
+
+MODALITIES = ("face", "voice", "video")
+N_STRANGERS = 50      # non-enrolled speakers in the chimeric manifest
+ROLES = ("enrol", "test")
+SYSTEMS = {"raw_face": "raw face NN", "raw_voice": "raw voice NN", "fusion": "score fusion", "z": "shared code z"}
+
+
+@dataclass
+class ManifestRow:
+    person: str
+    modality: str
+    role: str
+    path: str
+
+
+@dataclass
+class Query:
+    person: str
+    mode: str              # face | voice | both
+    evidence: Evidence
+    enrolled: bool
+
+
+def read_manifest(manifest_csv: str | Path) -> list[ManifestRow]:
+    """Rows of a manifest, checked: AvidError naming the file and line for anything malformed."""
+    manifest_csv = Path(manifest_csv)
+    try:
+        with open(manifest_csv, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"person", "modality", "role", "path"} - set(reader.fieldnames or [])
+            if missing:
+                raise AvidError(f"manifest lacks columns {', '.join(sorted(missing))} "
+                                f"(needs person, modality, role, path)", manifest_csv)
+            rows = []
+            for line, record in enumerate(reader, start=2):
+                row = ManifestRow(*(str(record[k] or "").strip() for k in ("person", "modality", "role", "path")))
+                if row.modality not in MODALITIES or row.role not in ROLES or not row.person or not row.path:
+                    raise AvidError(f"line {line}: needs a person, modality in {MODALITIES}, role in {ROLES} "
+                                    f"and a path", manifest_csv)
+                if not Path(row.path).is_absolute():
+                    row.path = str(manifest_csv.parent / row.path)
+                rows.append(row)
+    except OSError as exc:
+        raise AvidError(f"cannot read manifest ({exc.strerror})", manifest_csv) from None
+    if not any(r.role == "enrol" for r in rows) or not any(r.role == "test" for r in rows):
+        raise AvidError("manifest needs both enrol and test rows", manifest_csv)
+    return rows
+
+
+def _queries(rows: list[ManifestRow], evidence: dict[str, Evidence], enrolled: set[str]) -> list[Query]:
+    queries: list[Query] = []
+    people = sorted({r.person for r in rows if r.role == "test"})
+    for person in people:
+        tests = [r for r in rows if r.role == "test" and r.person == person]
+        faces = [evidence[r.path] for r in tests if r.modality == "face"]
+        voices = [evidence[r.path] for r in tests if r.modality == "voice"]
+        known = person in enrolled
+        queries += [Query(person, "face", e, known) for e in faces]
+        queries += [Query(person, "voice", e, known) for e in voices]
+        queries += [Query(person, "both", Evidence(face=f.face, voice=v.voice, face_backend=f.face_backend,
+                                                  voice_backend=v.voice_backend), known)
+                    for f in faces for v in voices]
+        for r in tests:
+            if r.modality == "video":
+                e = evidence[r.path]
+                queries.append(Query(person, e.mode, e, known))
+    return queries
+
+
+def equal_error_rate(genuine: list[float], impostor: list[float]) -> Optional[float]:
+    """The error rate where false accepts equal false rejects (sklearn roc_curve); None without both kinds."""
+    if not genuine or not impostor:
+        return None
+    labels = np.r_[np.ones(len(genuine)), np.zeros(len(impostor))]
+    fpr, tpr, _ = roc_curve(labels, np.r_[genuine, impostor])
+    fnr = 1 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    return float((fpr[i] + fnr[i]) / 2)
+
+
+def _score(queries: list[Query], gallery: Gallery, cfg: Config, system: str) -> dict[str, dict]:
+    """Metrics per query mode for one system."""
+    threshold = float(cfg.identify.threshold)
+    wanted = {"raw_face": ("face",), "raw_voice": ("voice",), "fusion": ("face", "voice", "both"),
+              "z": ("face", "voice", "both")}[system]
+    loaded = load_model(gallery) if system == "z" else None
+    results: dict[str, dict] = {}
+    for mode in wanted:
+        top1 = top1_open = n_enrolled = false_accepts = n_strangers = 0
+        genuine: list[float] = []
+        impostor: list[float] = []
+        for q in (q for q in queries if q.mode == mode):
+            ranked, _, _ = score_people(gallery, q.evidence.face, q.evidence.voice, cfg, q.evidence.face_backend,
+                                        q.evidence.voice_backend, use_model=system == "z", loaded=loaded)
+            if not ranked:
+                continue
+            for person, score in ranked:
+                (genuine if person.name == q.person else impostor).append(score)
+            best, best_score = ranked[0]
+            if q.enrolled:
+                n_enrolled += 1
+                top1 += best.name == q.person
+                top1_open += best.name == q.person and best_score >= threshold
+            else:
+                n_strangers += 1
+                false_accepts += best_score >= threshold
+        results[mode] = {
+            "queries": n_enrolled, "top1": top1 / n_enrolled if n_enrolled else None,
+            "top1_open": top1_open / n_enrolled if n_enrolled else None,
+            "eer": equal_error_rate(genuine, impostor),
+            "non_enrolled": n_strangers, "far": false_accepts / n_strangers if n_strangers else None}
+    return results
+
+
+def evaluate_manifest(manifest_csv: str | Path, cfg: Config, ablation: bool = False,
+                      progress: Optional[Callable[[str], None]] = None) -> dict:
+    """Embed every file of the manifest, then ``evaluate_embeddings``. Returns a JSON-ready report."""
+    rows = read_manifest(manifest_csv)
+    models = Models(cfg)
+    evidence: dict[str, Evidence] = {}
+    started = time.perf_counter()
+    for i, path in enumerate(dict.fromkeys(r.path for r in rows)):
+        if progress:
+            progress(f"embedding {i + 1}: {path}")
+        evidence[path] = evidence_from(path, cfg, models)
+    enrolled = {r.person for r in rows if r.role == "enrol"}
+    enrolment = [(r.person, r.modality, evidence[r.path], r.path) for r in rows if r.role == "enrol"]
+    report = evaluate_embeddings(enrolment, _queries(rows, evidence, enrolled), cfg, ablation, progress)
+    report["manifest"] = str(manifest_csv)
+    report["embedding_seconds"] = round(time.perf_counter() - started - report["training_seconds"], 1)
+    return report
+
+
+def evaluate_embeddings(enrolment: list[tuple[str, str, Evidence, str]], queries: list[Query], cfg: Config,
+                        ablation: bool = False, progress: Optional[Callable[[str], None]] = None) -> dict:
+    """Enrol (person, modality, evidence, source) rows into a temporary gallery, train the shared model on it, and
+    score every query; with ``ablation`` also the raw baselines and score fusion."""
+    people = sorted({person for person, _, _, _ in enrolment})
+    with tempfile.TemporaryDirectory(prefix="avid-eval-") as tmp, Gallery(Path(tmp) / "eval.db") as gallery:
+        with gallery.transaction():
+            for person in people:
+                gallery.add_person(person)
+            for person, modality, e, source in enrolment:
+                face_id = None
+                if e.face is not None and modality in ("face", "video"):
+                    face_id = gallery.add_observation(person, "face", e.face, e.face_backend, source)
+                if e.voice is not None and modality in ("voice", "video"):
+                    gallery.add_observation(person, "voice", e.voice, e.voice_backend, source, paired_with=face_id)
+        if progress:
+            progress("training the shared model on the enrolment")
+        report = train(gallery, cfg)
+        systems = list(SYSTEMS) if ablation else ["z"]
+        results = {system: _score(queries, gallery, cfg, system) for system in systems}
+    return {"manifest": "", "enrolled_people": len(people), "threshold": float(cfg.identify.threshold),
+            "training_seconds": round(report.seconds, 1), "systems": results}
+
+
+def _percent(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def format_report(report: dict) -> str:
+    """The report as a plain table: one row per system and query mode."""
+    lines = [f"# {report['manifest']}: {report['enrolled_people']} enrolled people, threshold "
+             f"{report['threshold']:g} (calibrated score)",
+             f"{'system':<16}{'query':<7}{'n':>5}{'top-1':>9}{'top-1 open':>12}{'EER':>8}{'non-enr.':>10}{'FAR':>8}"]
+    for system, modes in report["systems"].items():
+        for mode, r in modes.items():
+            lines.append(f"{SYSTEMS[system]:<16}{mode:<7}{r['queries']:>5}{_percent(r['top1']):>9}"
+                         f"{_percent(r['top1_open']):>12}{_percent(r['eer']):>8}{r['non_enrolled']:>10}"
+                         f"{_percent(r['far']):>8}")
+    lines.append("top-1: best-ranked person is right; top-1 open: right and accepted; FAR: non-enrolled queries "
+                 "accepted as someone")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- chimeric people
+def speakers(data: Path) -> list[Path]:
+    return sorted((data / "voices" / "librispeech_train-clean-100").glob("*.flac"))
+
+
+def split_speakers(data: Path, seed: int, n_people: int) -> tuple[list[Path], list[Path], list[Path]]:
+    """(paired with faces, non-enrolled, dev) speaker utterances: a seeded shuffle, disjoint."""
+    files = speakers(data)
+    order = np.random.default_rng(seed).permutation(len(files))
+    shuffled = [files[i] for i in order]
+    return shuffled[:n_people], shuffled[n_people:n_people + N_STRANGERS], shuffled[n_people + N_STRANGERS:]
+
+
+def halves(path: Path, out_dir: Path) -> tuple[str, str]:
+    """Write the first and second half of an utterance as 16 kHz WAVs; return their paths."""
+    audio = media.load_audio(path, 16000)
+    middle = len(audio) // 2
+    first = synthetic.write_wav(out_dir / f"{path.stem}_a.wav", audio[:middle])
+    second = synthetic.write_wav(out_dir / f"{path.stem}_b.wav", audio[middle:])
+    return str(first), str(second)
+
+
+def identities(data: Path) -> dict[str, list[Path]]:
+    faces = data / "faces"
+    return {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in media.IMAGE_EXTENSIONS)
+            for d in sorted(faces.iterdir()) if d.is_dir() and not d.name.startswith("_")}
+
+
+def chimeric_manifest(data: Path, out_dir: Path, seed: int) -> Path:
+    """Write the chimeric manifest of issue 3 (and the half-utterance WAVs) into ``out_dir``; return its path.
+
+    Each named face identity of ``data``/faces is paired with one LibriSpeech speaker (a ``seed``-ed draw) and
+    enrolled with its first photo in sorted order and the first half of the utterance; the other photos, the
+    second half, and the two together are its test queries. faces/_unknown and N_STRANGERS other speakers'
+    second halves are non-enrolled. The remaining speakers are left out (a dev set for calibration).
+    """
+    people = identities(data)
+    paired, strangers, _ = split_speakers(data, seed, len(people))
+    rows = []
+    for (person, photos), speech in zip(people.items(), paired):
+        first, second = halves(speech, out_dir)
+        name = f"{person}+{speech.stem.split('-')[0]}"
+        rows += [(name, "face", "enrol", str(photos[0])), (name, "voice", "enrol", first)]
+        rows += [(name, "face", "test", str(p)) for p in photos[1:]] + [(name, "voice", "test", second)]
+    for photo in sorted((data / "faces" / "_unknown").iterdir()):
+        if photo.suffix.lower() in media.IMAGE_EXTENSIONS:
+            rows.append(("unknown_face", "face", "test", str(photo)))
+    for speech in strangers:
+        rows.append((f"speaker_{speech.stem.split('-')[0]}", "voice", "test", halves(speech, out_dir)[1]))
+    manifest = out_dir / "chimeric.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["person", "modality", "role", "path"])
+        writer.writerows(rows)
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------- synthetic people
+@dataclass
+class SyntheticPeople:
+    faces: np.ndarray            # (people, observations, 128)
+    voices: np.ndarray           # (people, observations, 256)
+    stranger_faces: np.ndarray   # (strangers, 128): people never enrolled
+    stranger_voices: np.ndarray  # (strangers, 256)
+
+
+def _clusters(rng: np.random.Generator, n_people: int, n_obs: int, dim: int, centre: float,
+              spread: float) -> np.ndarray:
+    """Unit embeddings that share a mean direction (mean cosine of different people about ``centre``), one
+    random identity direction per person, and per-observation noise of relative size ``spread``."""
+    mean = rng.standard_normal(dim)
+    mean /= np.linalg.norm(mean)
+
+    def off_mean(x: np.ndarray) -> np.ndarray:
+        x = x - (x @ mean)[..., None] * mean
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    identity = off_mean(rng.standard_normal((n_people, 1, dim))) + spread * off_mean(
+        rng.standard_normal((n_people, n_obs, dim)))
+    x = np.sqrt(centre) * mean + np.sqrt(1 - centre) * off_mean(identity)
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def synthetic_people(n_people: int, n_obs: int, seed: int = 0, strangers: int = 10, face_spread: float = 0.5,
+                     voice_spread: float = 0.8) -> SyntheticPeople:
+    """Chimeric people with dlib-like faces (128-D, different people at cosine ~0.83) and Resemblyzer-like voices
+    (256-D, ~0.57), faces and voices independent; for tests and the training benchmark."""
+    rng = np.random.default_rng(seed)
+    faces = _clusters(rng, n_people + strangers, n_obs, 128, 0.83, face_spread)
+    voices = _clusters(rng, n_people + strangers, n_obs, 256, 0.57, voice_spread)
+    return SyntheticPeople(faces[:n_people], voices[:n_people], faces[n_people:, 0], voices[n_people:, 0])

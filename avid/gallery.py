@@ -1,0 +1,516 @@
+"""The gallery: known people, their face and voice observations, prototypes and the shared model, in one SQLite file.
+
+One embedded database file holds everything, so a gallery can be copied, backed up or deleted as a unit. It is
+created private to the user (file 0600, a directory it creates 0700), runs in WAL mode so readers never block on a
+writer, and every change happens inside one transaction: a failed enrolment leaves nothing half-written.
+
+Tables (schema version in ``meta``):
+
+- ``people``: one row per named person.
+- ``observations``: one embedding each, of a face or a voice, from a source file and time range. ``person_id`` is
+  NULL for unnamed observations (the batch library). A voice observation may point at the face observation it was
+  heard with (``paired_with``): the two belong to the same person, which the shared model learns from.
+- ``prototypes``: one vector per person per matching space: ``face`` and ``voice`` (mean raw embeddings), and in
+  the shared code ``z`` (face and voice together), ``z_face`` and ``z_voice`` (each alone). Raw prototypes are
+  kept current on every change; the z ones come with the trained model.
+- ``model``: the current shared-model checkpoint (bytes) and its metadata.
+- ``files``: processed inputs by content hash and status, for the batch library to resume from.
+
+Deleting a person deletes every row of theirs (foreign keys cascade), with ``secure_delete`` on and the WAL
+checkpointed, so their bytes do not linger in the file. The shared model, whose weights were fitted with their data,
+is dropped too and must be retrained.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from .errors import StoreError
+from .types import Match, Person
+
+SCHEMA_VERSION = 1
+APP_ID = 0x61766964          # "avid": marks the file as ours (PRAGMA application_id)
+MODALITIES = ("face", "voice")
+SPACES = ("face", "voice", "z", "z_face", "z_voice")
+DB_ENV = "AVID_DB"
+DB_FILENAME = "gallery.db"
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE people (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL
+);
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    content_hash TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
+    processed_at TEXT,
+    error TEXT
+);
+CREATE TABLE observations (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER REFERENCES people(id) ON DELETE CASCADE,
+    modality TEXT NOT NULL CHECK (modality IN ('face', 'voice')),
+    source TEXT NOT NULL,
+    content_hash TEXT,
+    start REAL,
+    end REAL,
+    track_id INTEGER,
+    paired_with INTEGER REFERENCES observations(id) ON DELETE SET NULL,
+    embedding BLOB NOT NULL,
+    backend TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX observations_person ON observations(person_id, modality);
+CREATE INDEX observations_hash ON observations(content_hash);
+CREATE TABLE prototypes (
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    space TEXT NOT NULL CHECK (space IN ('face', 'voice', 'z', 'z_face', 'z_voice')),
+    vector BLOB NOT NULL,
+    dim INTEGER NOT NULL,
+    PRIMARY KEY (person_id, space)
+);
+CREATE TABLE model (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    checkpoint BLOB NOT NULL,
+    metadata TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+"""
+
+# Migrations from version N to N+1, applied in order inside one transaction when an older database is opened.
+_MIGRATIONS: dict[int, str] = {}
+
+
+@dataclass
+class Observation:
+    """One stored face or voice embedding."""
+
+    id: int
+    person_id: Optional[int]
+    modality: str
+    source: str
+    embedding: np.ndarray
+    backend: str
+    dim: int
+    content_hash: Optional[str] = None
+    start: Optional[float] = None
+    end: Optional[float] = None
+    track_id: Optional[int] = None
+    paired_with: Optional[int] = None
+    person: Optional[str] = None      # the person's name, when named
+
+
+def default_path() -> Path:
+    """The gallery file: $AVID_DB if set, else ``gallery.db`` in the user's data directory for avid."""
+    if os.environ.get(DB_ENV):
+        return Path(os.environ[DB_ENV]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("avid")) / DB_FILENAME
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Run ``;``-separated statements inside the current transaction (``executescript`` would commit first)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def to_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def from_blob(blob: bytes, dim: int) -> np.ndarray:
+    vector = np.frombuffer(blob, dtype="<f4")
+    if vector.size != dim:
+        raise StoreError(f"stored vector has {vector.size} values, expected {dim} (database damaged?)")
+    return vector.astype(np.float32)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+class Gallery:
+    """People, observations, prototypes and the shared model in one SQLite file (see the module docstring)."""
+
+    def __init__(self, path: str | Path | None = None, timeout: float = 30.0):
+        self.path = Path(path).expanduser() if path is not None else default_path()
+        self._depth = 0
+        self._create_private(self.path)
+        try:
+            self._db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database ({exc})", self.path) from None
+        try:
+            self._setup()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"not an avid gallery database ({exc})", self.path) from None
+        except BaseException:
+            self._db.close()
+            raise
+
+    # ------------------------------------------------------------------------------------------ opening
+    @staticmethod
+    def _create_private(path: Path) -> None:
+        """Create the file (and any missing directory) readable by the user only, before SQLite opens it."""
+        if path.exists():
+            if not path.is_file():
+                raise StoreError("not a file", path)
+            return
+        missing = []
+        parent = path.parent
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        try:
+            for directory in reversed(missing):
+                directory.mkdir(mode=0o700)
+                os.chmod(directory, 0o700)       # mkdir's mode is filtered by the umask
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return                               # another process created it just now
+        except OSError as exc:
+            raise StoreError(f"cannot create database ({exc.strerror})", path) from None
+        os.fchmod(fd, 0o600)
+        os.close(fd)
+
+    def _setup(self) -> None:
+        db = self._db
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA secure_delete = ON")   # deleted rows are overwritten, not just unlinked
+        db.execute("PRAGMA busy_timeout = 30000")
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            db.execute("PRAGMA journal_mode = WAL")
+            with self.transaction():
+                if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    return self._check_version()  # created concurrently by another process
+                _run_script(db, _SCHEMA_V1)
+                db.execute(f"PRAGMA application_id = {APP_ID}")
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?), ('created', ?)",
+                           (str(SCHEMA_VERSION), _now()))
+            return
+        if "meta" not in tables or db.execute("PRAGMA application_id").fetchone()[0] != APP_ID:
+            raise StoreError("not an avid gallery database (it holds other tables)", self.path)
+        self._check_version()
+        db.execute("PRAGMA journal_mode = WAL")
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"database schema version {version} is newer than this avid supports "
+                             f"({SCHEMA_VERSION}); upgrade avid to use it", self.path)
+        if version < SCHEMA_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        with self.transaction():
+            while version < SCHEMA_VERSION:
+                if version not in _MIGRATIONS:
+                    raise StoreError(f"cannot migrate database schema version {version}", self.path)
+                _run_script(self._db, _MIGRATIONS[version])
+                version += 1
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Gallery":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; nested uses join the outermost one. All or nothing."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self._db
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")   # take the write lock now, not halfway through
+        self._depth = 1
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def meta(self, key: str) -> Optional[str]:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                       (key, value))
+
+    # ------------------------------------------------------------------------------------------ people
+    def add_person(self, name: str) -> Person:
+        name = name.strip()
+        if not name:
+            raise StoreError("a person's name cannot be empty")
+        with self.transaction() as db:
+            if self._person_row(name) is not None:
+                raise StoreError(f"a person named {name!r} already exists (use --add to add to them)")
+            created = _now()
+            cursor = db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, created))
+        return Person(id=int(cursor.lastrowid), name=name, created=created)
+
+    def _person_row(self, name: str):
+        return self._db.execute("SELECT id, name, created FROM people WHERE name = ?", (name,)).fetchone()
+
+    def people(self) -> list[Person]:
+        rows = self._db.execute("""
+            SELECT p.id, p.name, p.created,
+                   (SELECT count(*) FROM observations o WHERE o.person_id = p.id AND o.modality = 'face'),
+                   (SELECT count(*) FROM observations o WHERE o.person_id = p.id AND o.modality = 'voice')
+            FROM people p ORDER BY p.name""").fetchall()
+        return [Person(id=r[0], name=r[1], created=r[2], n_face=r[3], n_voice=r[4]) for r in rows]
+
+    def person(self, name: str) -> Person:
+        """The person of that name; StoreError when there is none."""
+        for person in self.people():
+            if person.name == name:
+                return person
+        raise StoreError(f"no person named {name!r} in the gallery (see `avid people list`)")
+
+    def rename(self, old: str, new: str) -> Person:
+        new = new.strip()
+        if not new:
+            raise StoreError("a person's name cannot be empty")
+        with self.transaction() as db:
+            person = self.person(old)
+            if new != old and self._person_row(new) is not None:
+                raise StoreError(f"a person named {new!r} already exists (use `avid people merge` to join them)")
+            db.execute("UPDATE people SET name = ? WHERE id = ?", (new, person.id))
+        return self.person(new)
+
+    def merge(self, src: str, dst: str) -> Person:
+        """Move all of ``src``'s observations to ``dst`` and remove ``src``. The z prototypes of ``dst`` are dropped
+        (stale) for the caller (avid.identify.refresh_z_prototypes) or the next training to recompute."""
+        if src == dst:
+            raise StoreError("cannot merge a person into themselves")
+        with self.transaction() as db:
+            source, target = self.person(src), self.person(dst)
+            db.execute("UPDATE observations SET person_id = ? WHERE person_id = ?", (target.id, source.id))
+            db.execute("DELETE FROM people WHERE id = ?", (source.id,))
+            db.execute("DELETE FROM prototypes WHERE person_id = ? AND space LIKE 'z%'", (target.id,))
+            self.refresh_prototypes(target.id)
+        return self.person(dst)
+
+    def delete(self, name: str) -> dict:
+        """Delete a person and every row of theirs; drop the shared model (fitted with their data).
+
+        Returns counts of what was removed: ``{"observations": n, "model": bool}``.
+        """
+        with self.transaction() as db:
+            person = self.person(name)
+            n_obs = db.execute("SELECT count(*) FROM observations WHERE person_id = ?", (person.id,)).fetchone()[0]
+            db.execute("DELETE FROM people WHERE id = ?", (person.id,))   # cascades to observations, prototypes
+            had_model = db.execute("DELETE FROM model").rowcount > 0
+            if had_model:
+                db.execute("DELETE FROM prototypes WHERE space LIKE 'z%'")
+        self._scrub()
+        return {"observations": int(n_obs), "model": had_model}
+
+    def _scrub(self) -> None:
+        """Push deleted pages out of the WAL and rewrite the file, so no freed bytes remain readable."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # ------------------------------------------------------------------------------------------ observations
+    def add_observation(self, person: Optional[int | str], modality: str, embedding: np.ndarray, backend: str,
+                        source: str, content_hash: Optional[str] = None, start: Optional[float] = None,
+                        end: Optional[float] = None, track_id: Optional[int] = None,
+                        paired_with: Optional[int] = None) -> int:
+        """Store one embedding; ``person`` is a person id or name, or None for an unnamed observation.
+
+        Refuses an embedding from a different encoder (backend or dimension) than the gallery already holds for
+        that modality: vectors from different encoders cannot be compared.
+        """
+        if modality not in MODALITIES:
+            raise StoreError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        vector = np.asarray(embedding, dtype=np.float32).ravel()
+        if vector.size == 0 or not np.all(np.isfinite(vector)):
+            raise StoreError(f"{modality} embedding from {source} is empty or not finite")
+        with self.transaction() as db:
+            person_id = self._person_id(person)
+            existing = db.execute("SELECT backend, dim FROM observations WHERE modality = ? LIMIT 1",
+                                  (modality,)).fetchone()
+            if existing is not None and tuple(existing) != (backend, vector.size):
+                raise StoreError(f"this gallery holds {existing[0]} {existing[1]}-D {modality} embeddings; "
+                                 f"cannot add {backend} {vector.size}-D ones (use another --db, or the same "
+                                 f"encoder as before)", self.path)
+            cursor = db.execute(
+                "INSERT INTO observations (person_id, modality, source, content_hash, start, end, track_id, "
+                "paired_with, embedding, backend, dim, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (person_id, modality, str(source), content_hash, start, end, track_id, paired_with,
+                 to_blob(vector), backend, int(vector.size), _now()))
+            if person_id is not None:
+                self.refresh_prototypes(person_id, modality)
+        return int(cursor.lastrowid)
+
+    def _person_id(self, person: Optional[int | str]) -> Optional[int]:
+        if person is None:
+            return None
+        if isinstance(person, str):
+            return self.person(person).id
+        if self._db.execute("SELECT 1 FROM people WHERE id = ?", (int(person),)).fetchone() is None:
+            raise StoreError(f"no person with id {person}")
+        return int(person)
+
+    def observations(self, person: Optional[int | str] = None, modality: Optional[str] = None,
+                     named: Optional[bool] = None) -> list[Observation]:
+        """Observations, filtered by person (id or name), modality, and named (True) / unnamed (False) / all."""
+        where, params = [], []
+        if person is not None:
+            where.append("o.person_id = ?")
+            params.append(self._person_id(person))
+        if modality is not None:
+            where.append("o.modality = ?")
+            params.append(modality)
+        if named is True:
+            where.append("o.person_id IS NOT NULL")
+        elif named is False:
+            where.append("o.person_id IS NULL")
+        sql = ("SELECT o.id, o.person_id, o.modality, o.source, o.embedding, o.backend, o.dim, o.content_hash, "
+               "o.start, o.end, o.track_id, o.paired_with, p.name FROM observations o "
+               "LEFT JOIN people p ON p.id = o.person_id")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._db.execute(sql + " ORDER BY o.id", params).fetchall()
+        return [Observation(id=r[0], person_id=r[1], modality=r[2], source=r[3], embedding=from_blob(r[4], r[6]),
+                            backend=r[5], dim=r[6], content_hash=r[7], start=r[8], end=r[9], track_id=r[10],
+                            paired_with=r[11], person=r[12]) for r in rows]
+
+    def encoders(self) -> dict[str, tuple[str, int]]:
+        """The (backend, dim) of the stored embeddings per modality, for the modalities present."""
+        rows = self._db.execute("SELECT modality, backend, dim FROM observations GROUP BY modality").fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    # ------------------------------------------------------------------------------------------ prototypes
+    def assign(self, observation_ids: Sequence[int], person: int | str) -> int:
+        """Give observations (e.g. a cluster of unnamed ones) to a person; returns how many changed. The person's raw
+        prototypes are updated; their z prototype is left for avid.identify.refresh_z_prototypes or training."""
+        with self.transaction() as db:
+            person_id = self._person_id(person)
+            changed = db.executemany("UPDATE observations SET person_id = ? WHERE id = ?",
+                                     [(person_id, int(i)) for i in observation_ids]).rowcount
+            self.refresh_prototypes(person_id)
+        return int(changed)
+
+    def refresh_prototypes(self, person: int | str, modality: Optional[str] = None) -> None:
+        """Recompute a person's raw prototypes (the normalised mean of their embeddings per modality)."""
+        person_id = self._person_id(person)
+        for mod in [modality] if modality else MODALITIES:
+            vectors = [o.embedding for o in self.observations(person=person_id, modality=mod)]
+            self._db.execute("DELETE FROM prototypes WHERE person_id = ? AND space = ?", (person_id, mod))
+            if vectors:
+                prototype = _unit(np.mean(vectors, axis=0))
+                self._db.execute("INSERT INTO prototypes VALUES (?, ?, ?, ?)",
+                                 (person_id, mod, to_blob(prototype), prototype.size))
+
+    _refresh_raw_prototypes = refresh_prototypes   # old private name avid.library calls; use refresh_prototypes
+
+    def set_prototypes(self, space: str, vectors: dict[int, np.ndarray]) -> None:
+        """Replace all prototypes of ``space`` with ``vectors`` ({person id: vector}) in one transaction."""
+        if space not in SPACES:
+            raise StoreError(f"space must be one of {SPACES}, got {space!r}")
+        with self.transaction() as db:
+            db.execute("DELETE FROM prototypes WHERE space = ?", (space,))
+            db.executemany("INSERT INTO prototypes VALUES (?, ?, ?, ?)",
+                           [(int(pid), space, to_blob(v), int(np.asarray(v).size)) for pid, v in vectors.items()])
+
+    def prototypes(self, space: str) -> tuple[list[Person], np.ndarray]:
+        """The people that have a prototype in ``space`` and their vectors as rows of a matrix."""
+        rows = self._db.execute("SELECT p.id, p.name, p.created, t.vector, t.dim FROM prototypes t "
+                                "JOIN people p ON p.id = t.person_id WHERE t.space = ? ORDER BY p.name",
+                                (space,)).fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), np.float32)
+        people = [Person(id=r[0], name=r[1], created=r[2]) for r in rows]
+        return people, np.stack([from_blob(r[3], r[4]) for r in rows])
+
+    def match(self, vector: np.ndarray, space: str, top_k: Optional[int] = None) -> list[Match]:
+        """People ranked by cosine similarity of ``vector`` to their prototype in ``space`` (best first).
+
+        Scores here are raw cosine similarities, accepted unconditionally; open-set decisions (thresholds,
+        calibration) are made by avid.identify.
+        """
+        people, matrix = self.prototypes(space)
+        if not people:
+            return []
+        query = _unit(np.asarray(vector, dtype=np.float32).ravel())
+        if matrix.shape[1] != query.size:
+            raise StoreError(f"query vector has {query.size} values but {space} prototypes have {matrix.shape[1]}")
+        scores = matrix @ query
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        return [Match(person_id=people[i].id, name=people[i].name, score=float(scores[i]), modality=space)
+                for i in order]
+
+    # ------------------------------------------------------------------------------------------ model
+    def save_model(self, checkpoint: bytes, metadata: dict, prototypes: dict[str, dict[int, np.ndarray]]) -> None:
+        """Store a trained shared model and its z prototypes ({space: {person id: vector}}) in one transaction."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO model VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                       "checkpoint = excluded.checkpoint, metadata = excluded.metadata, created = excluded.created",
+                       (checkpoint, json.dumps(metadata, sort_keys=True), _now()))
+            db.execute("DELETE FROM prototypes WHERE space LIKE 'z%'")
+            for space, vectors in prototypes.items():
+                self.set_prototypes(space, vectors)
+
+    def load_model(self) -> Optional[tuple[bytes, dict]]:
+        """The stored checkpoint bytes and metadata, or None when no model has been trained."""
+        row = self._db.execute("SELECT checkpoint, metadata FROM model WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return bytes(row[0]), json.loads(row[1])
+
+    # ------------------------------------------------------------------------------------------ files
+    def file_status(self, content_hash: str) -> Optional[str]:
+        row = self._db.execute("SELECT status FROM files WHERE content_hash = ?", (content_hash,)).fetchone()
+        return row[0] if row else None
+
+    def set_file_status(self, path: str, content_hash: str, status: str, error: Optional[str] = None) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO files (path, content_hash, status, processed_at, error) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT(content_hash) DO UPDATE SET path = excluded.path, status = excluded.status, "
+                       "processed_at = excluded.processed_at, error = excluded.error",
+                       (str(path), content_hash, status, _now(), error))
+
+
+def unit_rows(matrix: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
