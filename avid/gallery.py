@@ -257,7 +257,8 @@ class Gallery:
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:   # SQLite may already have rolled back itself (a full disk, say)
+                self._db.execute("ROLLBACK")
             raise
         else:
             self._db.execute("COMMIT")

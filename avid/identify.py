@@ -35,7 +35,7 @@ from .shared import model as shared_model
 from .shared.train import PROTOTYPE_SPACES, UNNAMED, TrainingData, TrainReport, person_prototypes, train_model
 from .types import FaceTrack, IngestResult, Match, Person
 
-MODES = ("face", "voice", "both")
+MODALITIES_RAW = ("face", "voice")
 
 
 # ---------------------------------------------------------------------------------------------- evidence from media
@@ -204,7 +204,7 @@ def encoder_spec(gallery: Gallery, cfg: Config) -> shared_model.ModelSpec:
     backend = cfg.faces.encoder.backend
     if "face" not in have and backend not in ENCODERS:
         raise ConfigError(f"unknown faces.encoder.backend {backend!r}")
-    face = have.get("face", (backend, ENCODERS.get(backend).dim if backend in ENCODERS else 0))
+    face = have["face"] if "face" in have else (backend, ENCODERS[backend].dim)
     voice = have.get("voice", (VoiceEncoder.name, VoiceEncoder.dim))
     # z is at least as wide as either embedding, so that each encoder can start as an exact isometry.
     z_dim = max(int(cfg.shared.z_dim), int(face[1]), int(voice[1]))
@@ -276,14 +276,12 @@ def refresh_z_prototypes(gallery: Gallery, person_ids: Optional[Sequence[int]] =
         return
     model = loaded[0]
     with gallery.transaction():
+        fresh = {p.id: person_prototypes(model, training_data(gallery.observations(person=p.id), model.spec)[0])
+                 for p in gallery.people() if person_ids is None or p.id in person_ids}
         for space in PROTOTYPE_SPACES:
             people, matrix = gallery.prototypes(space)
-            vectors = {p.id: v for p, v in zip(people, matrix) if person_ids is None or p.id not in person_ids}
-            for person in gallery.people():
-                if person_ids is not None and person.id not in person_ids:
-                    continue
-                data, _ = training_data(gallery.observations(person=person.id), model.spec)
-                vectors.update({person.id: v for v in person_prototypes(model, data)[space].values()})
+            vectors = {p.id: v for p, v in zip(people, matrix) if p.id not in fresh}
+            vectors.update({pid: v for pid, spaces in fresh.items() for v in spaces[space].values()})
             gallery.set_prototypes(space, vectors)
 
 
@@ -381,8 +379,7 @@ def score_people(gallery: Gallery, face: Optional[np.ndarray], voice: Optional[n
     for modality, vector in queries.items():
         if vector is None:
             continue
-        space = f"z_{modality}" if model is not None else modality
-        people, protos = gallery.prototypes(space)
+        people, protos = _prototypes(gallery, model, modality)
         if model is not None:
             vector, threshold = model.encode(**{modality: vector}), z_thresholds(model, **thresholds)[modality]
         else:
@@ -396,11 +393,33 @@ def score_people(gallery: Gallery, face: Optional[np.ndarray], voice: Optional[n
         combined[pid] = float(np.mean(values))      # raw score fusion: the mean of calibrated scores
     if model is not None and face is not None and voice is not None:
         # In z, people with both modalities are matched on the joint code of the face and voice together.
-        people, protos = gallery.prototypes("z")
+        people, protos = _prototypes(gallery, model, "both")
         both = calibrated(protos @ model.encode(face=face, voice=voice), z_thresholds(model, **thresholds)["both"])
         combined.update({p.id: float(s) for p, s in zip(people, both) if all(p.id in single[m] for m in single)})
     ranked = sorted(((people_by_id[pid], score) for pid, score in combined.items()), key=lambda x: (-x[1], x[0].name))
     return ranked, "z" if model is not None else "raw", notes
+
+
+def _prototypes(gallery: Gallery, model: Optional[shared_model.BimodalAutoencoder],
+                modality: str) -> tuple[list[Person], np.ndarray]:
+    """People and prototypes to match a ``modality`` query against ("face", "voice" or "both"): raw ones without a
+    model; with one, the stored z prototypes, filled in from the raw ones (z of the mean embeddings, as training
+    computes them) for anyone who has none yet, e.g. people named in the library since the last training."""
+    if model is None:
+        return gallery.prototypes(modality)
+    space = "z" if modality == "both" else f"z_{modality}"
+    people, matrix = gallery.prototypes(space)
+    known = {p.id for p in people}
+    raw = {}
+    for m in MODALITIES_RAW:
+        raw_people, raw_matrix = gallery.prototypes(m)
+        raw[m] = {p.id: v for p, v in zip(raw_people, raw_matrix)}
+    wanted = MODALITIES_RAW if modality == "both" else (modality,)
+    extra = [p for p in gallery.people() if p.id not in known and all(p.id in raw[m] for m in wanted)]
+    if not extra:
+        return people, matrix
+    codes = [model.encode(**{m: raw[m][p.id] for m in wanted}) for p in extra]
+    return people + extra, np.vstack([matrix.reshape(-1, model.spec.z_dim), codes])
 
 
 def query(gallery: Gallery, image: Optional[str | Path] = None, audio: Optional[str | Path] = None,

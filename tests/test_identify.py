@@ -228,3 +228,18 @@ def test_chimeric_acceptance(shared_data, tmp_path, cfg, cached_models):
     assert z["face"]["top1"] >= systems["raw_face"]["face"]["top1"]
     assert z["voice"]["top1"] >= systems["raw_voice"]["voice"]["top1"]
     assert z["both"]["eer"] <= min(z["face"]["eer"], z["voice"]["eer"])
+
+
+def test_people_named_after_training_are_matched_in_z(tmp_path, media, cfg, models):
+    """Someone given observations outside enrol (the library naming a cluster) has no z prototype yet; queries in
+    z still find them, from their raw prototypes."""
+    with Gallery(tmp_path / "g.db") as gallery:
+        identify.enroll(gallery, "Eileen", images=[media["eileen"]], cfg=cfg, models=models)
+        identify.train(gallery, cfg)
+        face = identify.evidence_from(media["grace"], cfg, models)
+        observation = gallery.add_observation(None, "face", face.face, face.face_backend, media["grace"])
+        gallery.add_person("Grace")
+        gallery.assign([observation], "Grace")
+        assert [p.name for p in gallery.prototypes("z_face")[0]] == ["Eileen"]
+        result = identify.query(gallery, image=media["grace_2"], cfg=cfg, models=models)
+        assert result.space == "z" and result.answer.name == "Grace"
