@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import config_from_args
-from .people import add_db_argument, open_gallery
+from ._common import add_db_argument, config_from_args, open_gallery
 
 
 def register(subparsers) -> None:

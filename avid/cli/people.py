@@ -1,32 +1,12 @@
-"""`avid people list | show | rename | merge | delete | unknown | name`: manage the people in the gallery.
-
-Also holds ``open_gallery``, which the enrol, train and query commands share: ``--db``, else $AVID_DB, else the
-gallery in the user's data directory.
-"""
+"""`avid people list | show | rename | merge | delete | unknown | name`: manage the people in the gallery."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from ..errors import AvidError, StoreError
-from ._common import config_from_args
-
-
-def add_db_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="DB", help="gallery database file (default: $AVID_DB, else gallery.db in "
-                                                   "the user's avid data directory)")
-
-
-def open_gallery(args: argparse.Namespace, must_exist: bool = True):
-    """The gallery named by --db / $AVID_DB / the default; StoreError when it must exist and does not."""
-    from ..gallery import Gallery, default_path
-
-    path = Path(args.db).expanduser() if getattr(args, "db", None) else default_path()
-    if must_exist and not path.exists():
-        raise StoreError("no gallery database here yet: enrol someone first (avid enroll NAME ...)", path)
-    return Gallery(path)
+from ..errors import AvidError
+from ._common import add_db_argument, config_from_args, open_gallery
 
 
 def register(subparsers) -> None:

@@ -5,8 +5,7 @@ import argparse
 import json
 import sys
 
-from ._common import config_from_args
-from .people import add_db_argument, open_gallery
+from ._common import add_db_argument, config_from_args, open_gallery
 
 
 def register(subparsers) -> None:

@@ -6,8 +6,7 @@ import sys
 
 from tqdm import tqdm
 
-from ._common import config_from_args
-from .people import add_db_argument, open_gallery
+from ._common import add_db_argument, config_from_args, open_gallery
 
 
 def register(subparsers) -> None:
