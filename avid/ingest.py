@@ -203,6 +203,8 @@ def write_result(result: IngestResult, out_dir: str | Path, stem: str | None = N
         np.savez(fh, **arrays)
     tmp_json = json_path.with_name(f".{json_path.name}.tmp")
     tmp_json.write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
+    for tmp in (tmp_npz, tmp_json):   # embeddings are biometric data: readable by the user only
+        os.chmod(tmp, 0o600)
     os.replace(tmp_npz, npz_path)
     os.replace(tmp_json, json_path)
     return json_path

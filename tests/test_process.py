@@ -38,6 +38,8 @@ def test_talking_video_gives_a_face_track_and_speech(talking_video, tmp_path, ca
         if ref is not None:
             assert np.isclose(np.linalg.norm(arrays[ref["array"]][ref["row"]]), 1.0, atol=1e-3)
     assert arrays["face_tracks"].shape[1] == document["encoders"]["face"]["dim"]
+    for written in tmp_path.iterdir():   # biometric data: private to the user
+        assert written.stat().st_mode & 0o077 == 0, written
     assert arrays["voice_windows"].shape[1] == document["encoders"]["voice"]["dim"]
 
 
