@@ -441,8 +441,6 @@ class Gallery:
                 self._db.execute("INSERT INTO prototypes VALUES (?, ?, ?, ?)",
                                  (person_id, mod, to_blob(prototype), prototype.size))
 
-    _refresh_raw_prototypes = refresh_prototypes   # old private name avid.library calls; use refresh_prototypes
-
     def set_prototypes(self, space: str, vectors: dict[int, np.ndarray]) -> None:
         """Replace all prototypes of ``space`` with ``vectors`` ({person id: vector}) in one transaction."""
         if space not in SPACES:
