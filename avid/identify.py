@@ -18,7 +18,6 @@ is accepted when its calibrated score is at least ``identify.threshold`` (0 by d
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from .config import Config, load_config
 from .errors import AvidError, ConfigError, ModelError, NoContentError
 from .gallery import Gallery, Observation
 from .ingest import Models, process_file
+from .media import content_hash
 from .shared import model as shared_model
 from .shared.train import PROTOTYPE_SPACES, UNNAMED, TrainingData, TrainReport, person_prototypes, train_model
 from .types import FaceTrack, IngestResult, Match, Person
@@ -56,15 +56,6 @@ class Evidence:
         if self.face is not None and self.voice is not None:
             return "both"
         return "face" if self.face is not None else "voice"
-
-
-def content_hash(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _box_area(box) -> float:

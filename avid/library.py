@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -44,6 +43,7 @@ from .gallery import Gallery, from_blob
 from .index import FaissIndex, Index, build_index
 from .ingest import Models, process_file
 from .inputs import expand_inputs
+from .media import content_hash
 from .types import IngestResult, Person
 
 log = logging.getLogger("avid")
@@ -189,15 +189,6 @@ def writer_lock(db_path: Path, timeout: float = 0.0) -> Iterator[None]:
         yield
     finally:
         os.close(fd)    # closing releases the lock
-
-
-def content_hash(path: str | Path, block_bytes: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes, read in blocks (constant memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(block_bytes):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _done_hashes(db_path: Path) -> set[str]:

@@ -5,6 +5,7 @@ the length of the input. PyAV (FFmpeg) does the decoding; problems surface as Me
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Iterator
 
@@ -203,3 +204,12 @@ def load_image(path: str | Path) -> np.ndarray:
             return np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise MediaError(f"not a readable image ({exc.__class__.__name__})", path) from None
+
+
+def content_hash(path: str | Path, block_bytes: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in blocks (constant memory): what identifies a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(block_bytes):
+            digest.update(block)
+    return digest.hexdigest()
