@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import unicodedata
 from dataclasses import asdict
 from pathlib import Path
@@ -65,18 +64,12 @@ def write_json(result: LabelResult, path: str | Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------- RTTM
-def _rttm_token(text: str) -> str:
-    """RTTM fields are separated by whitespace, so whitespace inside a name or file id becomes '_'."""
-    return re.sub(r"\s+", "_", text.strip()) or "_"
-
-
 def write_rttm(result: LabelResult, path: str | Path, uri: str | None = None) -> Path:
-    """Standard 10-field RTTM SPEAKER lines, with the person's name as the speaker id."""
+    """Standard 10-field RTTM SPEAKER lines, with the person's name as the speaker id (spaces become '_')."""
+    from .evaluation.diarization import write_rttm as write_turns   # pyannote loads only when RTTM is asked for
+
     path = Path(path)
-    uri = _rttm_token(uri or Path(result.media.path).stem)
-    lines = [f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {_rttm_token(t.name or t.speaker)} "
-             "<NA> <NA>\n" for t in sorted(result.turns, key=lambda t: (t.start, t.end))]
-    path.write_text("".join(lines), encoding="utf-8")
+    write_turns(result.turns, path, uri=uri or Path(result.media.path).stem, use_names=True)
     return path
 
 
