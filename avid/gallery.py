@@ -35,6 +35,7 @@ import numpy as np
 
 from .errors import StoreError
 from .types import Match, Person
+from .vectors import unit_mean, unit_rows
 
 SCHEMA_VERSION = 1
 APP_ID = 0x61766964          # "avid": marks the file as ours (PRAGMA application_id)
@@ -142,11 +143,6 @@ def from_blob(blob: bytes, dim: int) -> np.ndarray:
     if vector.size != dim:
         raise StoreError(f"stored vector has {vector.size} values, expected {dim} (database damaged?)")
     return vector.astype(np.float32)
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 0 else vector
 
 
 class Gallery:
@@ -437,7 +433,7 @@ class Gallery:
             vectors = [o.embedding for o in self.observations(person=person_id, modality=mod)]
             self._db.execute("DELETE FROM prototypes WHERE person_id = ? AND space = ?", (person_id, mod))
             if vectors:
-                prototype = _unit(np.mean(vectors, axis=0))
+                prototype = unit_mean(vectors)
                 self._db.execute("INSERT INTO prototypes VALUES (?, ?, ?, ?)",
                                  (person_id, mod, to_blob(prototype), prototype.size))
 
@@ -469,7 +465,7 @@ class Gallery:
         people, matrix = self.prototypes(space)
         if not people:
             return []
-        query = _unit(np.asarray(vector, dtype=np.float32).ravel())
+        query = unit_rows(np.ravel(vector))
         if matrix.shape[1] != query.size:
             raise StoreError(f"query vector has {query.size} values but {space} prototypes have {matrix.shape[1]}")
         scores = matrix @ query
@@ -506,10 +502,3 @@ class Gallery:
                        "ON CONFLICT(content_hash) DO UPDATE SET path = excluded.path, status = excluded.status, "
                        "processed_at = excluded.processed_at, error = excluded.error",
                        (str(path), content_hash, status, _now(), error))
-
-
-def unit_rows(matrix: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    matrix = np.asarray(matrix, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
-    return matrix / np.where(norms > 0, norms, 1.0)

@@ -34,6 +34,7 @@ from .media import content_hash
 from .shared import model as shared_model
 from .shared.train import PROTOTYPE_SPACES, UNNAMED, TrainingData, TrainReport, person_prototypes, train_model
 from .types import FaceTrack, IngestResult, Match, Person
+from .vectors import unit_mean
 
 MODALITIES_RAW = ("face", "voice")
 
@@ -84,8 +85,7 @@ def _voice_between(result: IngestResult, start: Optional[float] = None,
                if (start is None or w.end > start) and (end is None or w.start < end)]
     if not windows:
         return None
-    mean = np.mean([w.embedding for w in windows], axis=0)
-    return (mean / np.linalg.norm(mean)).astype(np.float32), windows[0].start, windows[-1].end
+    return unit_mean([w.embedding for w in windows]), windows[0].start, windows[-1].end
 
 
 def _pick_track(result: IngestResult, track: Optional[int], path: str) -> Optional[FaceTrack]:

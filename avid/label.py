@@ -29,6 +29,7 @@ from .config import Config
 from .errors import AvidError
 from .ingest import Models, ProgressCallback, process_file
 from .types import FaceTrack, IngestResult, LabelResult, Match, SpeakerLabel, SpeechTurn, VoiceWindow
+from .vectors import unit_mean
 
 
 # --------------------------------------------------------------------------------------------------- energy
@@ -305,9 +306,8 @@ def speaker_voice(speaker_turns: list[SpeechTurn], windows: list[VoiceWindow]) -
     picked = np.flatnonzero(_in_turns(centres, clean))
     if picked.size == 0:
         return None
-    mean = np.mean(np.stack([windows[i].embedding for i in picked]), axis=0)
-    norm = np.linalg.norm(mean)
-    return (mean / norm).astype(np.float32) if norm > 0 else None
+    mean = unit_mean([windows[i].embedding for i in picked])
+    return mean if mean.any() else None
 
 
 def _unknown_number(name: str, prefix: str) -> Optional[int]:

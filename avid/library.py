@@ -45,6 +45,7 @@ from .ingest import Models, process_file
 from .inputs import expand_inputs
 from .media import content_hash
 from .types import IngestResult, Person
+from .vectors import unit_rows
 
 log = logging.getLogger("avid")
 
@@ -613,8 +614,7 @@ def query_vectors(cfg: Config, image: Optional[str] = None, audio: Optional[str]
             found["face"].append(max(tracks, key=key).embedding)
         regions = [r for r in result.speech_regions if r.embedding is not None]
         if regions:
-            mean = np.sum([r.embedding * r.duration for r in regions], axis=0)
-            found["voice"].append(mean / max(np.linalg.norm(mean), 1e-12))
+            found["voice"].append(unit_rows(np.sum([r.embedding * r.duration for r in regions], axis=0)))
     if person is not None:
         with contextlib.closing(Gallery(db_path)) as gallery:
             for obs in gallery.observations(person=person):

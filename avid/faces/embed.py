@@ -23,6 +23,7 @@ import torch
 from ..config import Config
 from ..errors import ConfigError, ModelError
 from ..types import FaceDetection
+from ..vectors import unit_rows
 
 FACENET_WEIGHTS_NAME = "20180402-114759-vggface2.pt"
 FACENET_WEIGHTS_URL = f"https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/{FACENET_WEIGHTS_NAME}"
@@ -64,12 +65,6 @@ def dlib_rect(detection: FaceDetection, scale: float = 1.0):
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 + _DLIB_BOX_SHIFT_Y * height
     return dlib.rectangle(int(round(cx - side / 2)), int(round(cy - side / 2)),
                           int(round(cx + side / 2)), int(round(cy + side / 2)))
-
-
-def _normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 class FaceEncoder(ABC):
@@ -117,7 +112,7 @@ class DlibFaceEncoder(FaceEncoder):
         if not chips:
             return np.zeros((0, self.dim), np.float32)
         descriptors = self._model.compute_face_descriptor([np.ascontiguousarray(c) for c in chips], self.jitter)
-        return _normalise(np.array(descriptors))
+        return unit_rows(np.array(descriptors))
 
 
 @lru_cache(maxsize=1)
@@ -158,7 +153,7 @@ class FacenetFaceEncoder(FaceEncoder):
         batch = torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2).float()
         with torch.inference_mode():
             vectors = self._model((batch - 127.5) / 128.0)     # facenet-pytorch's fixed_image_standardization
-        return _normalise(vectors.numpy())
+        return unit_rows(vectors.numpy())
 
 
 def _facenet_weights_path(cfg: Config) -> Path:

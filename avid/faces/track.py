@@ -19,6 +19,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..config import Config
 from ..types import FaceDetection, FaceTrack, Frame
+from ..vectors import unit_mean, unit_rows
 from .embed import FaceEncoder
 from .landmarks import mouth_openness
 
@@ -155,7 +156,7 @@ class FaceTracker:
         track = open_track.track
         vectors = self.encoder.embed_chips([chip for _, _, chip in open_track.chips])
         open_track.chips.clear()
-        track.embedding = _unit(vectors.mean(axis=0))
+        track.embedding = unit_mean(vectors)
         return _ClosedTrack(track, n_chips=len(vectors), spans=[(track.start, track.end)])
 
     # ---------------------------------------------------------------------------------------------- merging
@@ -204,10 +205,5 @@ def _join(a: _ClosedTrack, b: _ClosedTrack) -> _ClosedTrack:
     mouth = a.track.mouth_openness + b.track.mouth_openness
     track = FaceTrack(id=min(a.track.id, b.track.id), detections=[detections[k] for k in order],
                       mouth_openness=[mouth[k] for k in order] if len(mouth) == len(detections) else [],
-                      embedding=_unit(a.n_chips * a.track.embedding + b.n_chips * b.track.embedding))
+                      embedding=unit_rows(a.n_chips * a.track.embedding + b.n_chips * b.track.embedding))
     return _ClosedTrack(track, n_chips=a.n_chips + b.n_chips, spans=a.spans + b.spans)
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    vector = np.asarray(vector, dtype=np.float32)
-    return vector / max(float(np.linalg.norm(vector)), 1e-12)

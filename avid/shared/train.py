@@ -27,12 +27,13 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..vectors import unit_mean
 from .model import BimodalAutoencoder, ModelSpec
 
 UNNAMED = -1
@@ -101,10 +102,10 @@ class _Batcher:
         self.voices_of = [np.flatnonzero(data.voice_person == p) for p in range(data.n_people)]
         self.unnamed_faces = np.flatnonzero(data.face_person == UNNAMED)
         self.unnamed_voices = np.flatnonzero(data.voice_person == UNNAMED)
-        self.face_mean = [_unit_mean(data.faces[rows]) for rows in self.faces_of]
-        self.face_direction = _unit_mean(data.faces)
-        self.voice_direction = _unit_mean(data.voices)
-        self.voice_mean = [_unit_mean(data.voices[rows]) for rows in self.voices_of]
+        self.face_mean = [unit_mean(data.faces[rows]) for rows in self.faces_of]
+        self.face_direction = unit_mean(data.faces)
+        self.voice_direction = unit_mean(data.voices)
+        self.voice_mean = [unit_mean(data.voices[rows]) for rows in self.voices_of]
 
     def _some(self, rows: np.ndarray, k: int) -> np.ndarray:
         return rows if len(rows) <= k else self.rng.choice(rows, size=k, replace=False)
@@ -161,13 +162,6 @@ class _Batcher:
         return np.where(use_blend[:, None], blended, turned).astype(np.float32)
 
 
-def _unit_mean(rows: np.ndarray) -> Optional[np.ndarray]:
-    if len(rows) == 0:
-        return None
-    mean = rows.mean(axis=0)
-    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-
-
 def centring(embeddings: np.ndarray, labels: np.ndarray, max_rows: int = 2000,
              min_pairs: int = 20) -> tuple[np.ndarray, float]:
     """The shared direction of one modality's embeddings (their normalised mean) and the mean cosine similarity
@@ -181,7 +175,7 @@ def centring(embeddings: np.ndarray, labels: np.ndarray, max_rows: int = 2000,
     if keep.sum() < min_pairs:
         return np.zeros(dim, np.float32), 0.0
     centre = float(np.clip((x @ x.T)[keep].mean(), 0.0, 0.95))
-    return _unit_mean(x), centre
+    return unit_mean(x), centre
 
 
 def centred(similarity: torch.Tensor, centre: float) -> torch.Tensor:
@@ -338,8 +332,8 @@ def person_prototypes(model: BimodalAutoencoder, data: TrainingData) -> dict[str
     """
     prototypes: dict[str, dict[int, np.ndarray]] = {space: {} for space in PROTOTYPE_SPACES}
     for p in range(data.n_people):
-        face = _unit_mean(data.faces[data.face_person == p])
-        voice = _unit_mean(data.voices[data.voice_person == p])
+        face = unit_mean(data.faces[data.face_person == p])
+        voice = unit_mean(data.voices[data.voice_person == p])
         if face is None and voice is None:
             continue
         if face is not None:

@@ -25,6 +25,7 @@ from sklearn.cluster import KMeans
 
 from ..errors import AvidError
 from ..types import SpeechRegion, SpeechTurn, VoiceWindow
+from ..vectors import unit_rows
 
 
 def _check_counts(num_speakers, min_speakers, max_speakers) -> None:
@@ -36,12 +37,8 @@ def _check_counts(num_speakers, min_speakers, max_speakers) -> None:
         raise AvidError(f"min_speakers ({min_speakers}) is more than max_speakers ({max_speakers})")
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def _centroids(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return _normalise(np.stack([embeddings[labels == c].mean(0) for c in range(labels.max() + 1)]))
+    return unit_rows(np.stack([embeddings[labels == c].mean(0) for c in range(labels.max() + 1)]))
 
 
 def cluster_embeddings(embeddings: np.ndarray, cfg, num_speakers: int | None = None,
@@ -82,7 +79,7 @@ def _absorb_small_clusters(embeddings: np.ndarray, labels: np.ndarray, min_size:
     large = np.flatnonzero(sizes >= min_size)
     if len(large) == 0:   # nobody spoke long enough to stand out: one speaker
         return np.zeros_like(labels)
-    centroids = _normalise(np.stack([embeddings[labels == c].mean(0) for c in large]))
+    centroids = unit_rows(np.stack([embeddings[labels == c].mean(0) for c in large]))
     nearest = large[(embeddings @ centroids.T).argmax(1)]
     labels = np.where(np.isin(labels, large), labels, nearest)
     return np.unique(labels, return_inverse=True)[1]
@@ -162,7 +159,7 @@ def diarize(windows: list[VoiceWindow], cfg, num_speakers: int | None = None, mi
     for start, end in spans:
         speech[int(round(start / step)):int(round(end / step))] = True
 
-    embeddings = _normalise(np.stack([w.embedding for w in windows]).astype(np.float32))
+    embeddings = unit_rows(np.stack([w.embedding for w in windows]).astype(np.float32))
     embed_cfg = cfg.voice.embed
     min_size = 1 + int(np.ceil(max(0.0, float(dcfg.min_speaker_seconds) - float(embed_cfg.window_seconds))
                                / float(embed_cfg.hop_seconds)))

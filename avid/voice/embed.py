@@ -21,6 +21,7 @@ import torch
 
 from ..errors import ConfigError, ModelError, NoContentError
 from ..types import SpeechRegion, VoiceWindow
+from ..vectors import unit_mean
 from .vad import SpeechDetector, detect_speech, torch_threads
 
 SAMPLE_RATE = 16000          # the rate the network was trained at
@@ -165,7 +166,7 @@ class VoiceEncoder:
         for index, region in enumerate(regions):
             mine = embeddings[owners_array == index]
             if len(mine):
-                region.embedding = _mean_direction(mine)
+                region.embedding = unit_mean(mine)
         return [VoiceWindow(start=s, end=e, embedding=emb) for (s, e), emb in zip(spans, embeddings)]
 
     def _region_windows(self, audio: np.ndarray, offset: float, regions: list[SpeechRegion]):
@@ -209,12 +210,7 @@ class VoiceEncoder:
         if not mels:   # speech shorter than the shortest window: embed all of it at once
             mels = [mel_spectrogram(normalize_volume(np.concatenate(
                 [audio[int(r.start * SAMPLE_RATE):int(r.end * SAMPLE_RATE)] for r in regions])))]
-        return _mean_direction(self.embed_mels(mels))
-
-
-def _mean_direction(embeddings: np.ndarray) -> np.ndarray:
-    mean = embeddings.mean(axis=0)
-    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+        return unit_mean(self.embed_mels(mels))
 
 
 def analyse_audio(chunks: Iterable[np.ndarray], cfg, encoder: VoiceEncoder,
