@@ -33,7 +33,7 @@ from .ingest import Models, process_file
 from .media import content_hash
 from .shared import model as shared_model
 from .shared.train import PROTOTYPE_SPACES, UNNAMED, TrainingData, TrainReport, person_prototypes, train_model
-from .types import FaceTrack, IngestResult, Match, Person
+from .types import FaceTrack, IngestResult, Match, Person, box_area
 from .vectors import unit_mean
 
 MODALITIES_RAW = ("face", "voice")
@@ -59,13 +59,9 @@ class Evidence:
         return "face" if self.face is not None else "voice"
 
 
-def _box_area(box) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
 def _track_size(track: FaceTrack) -> float:
     """Median face box side (pixels) over the track."""
-    return float(np.median([np.sqrt(_box_area(d.box)) for d in track.detections])) if track.detections else 0.0
+    return float(np.median([np.sqrt(box_area(d.box)) for d in track.detections])) if track.detections else 0.0
 
 
 def describe_tracks(tracks: Sequence[FaceTrack]) -> str:
@@ -115,7 +111,7 @@ def evidence_from(path: str | Path, cfg: Config, models: Models, track: Optional
         faces = [t for t in result.face_tracks if t.embedding is not None and t.detections]
         if not faces:
             raise NoContentError("no face found in the image", path)
-        largest = max(faces, key=lambda t: _box_area(t.detections[0].box))
+        largest = max(faces, key=lambda t: box_area(t.detections[0].box))
         if len(faces) > 1:
             evidence.notes.append(f"{path}: {len(faces)} faces; using the largest")
         evidence.face = largest.embedding.astype(np.float32)

@@ -44,7 +44,7 @@ from .index import FaissIndex, Index, build_index
 from .ingest import Models, process_file
 from .inputs import expand_inputs
 from .media import content_hash
-from .types import IngestResult, Person
+from .types import IngestResult, Person, box_area
 from .vectors import unit_rows
 
 log = logging.getLogger("avid")
@@ -609,7 +609,7 @@ def query_vectors(cfg: Config, image: Optional[str] = None, audio: Optional[str]
         result = process_file(path, cfg, models)
         tracks = [t for t in result.face_tracks if t.embedding is not None]
         if tracks:
-            key = ((lambda t: _box_area(t.detections[0].box)) if result.media.kind == "image"
+            key = ((lambda t: box_area(t.detections[0].box)) if result.media.kind == "image"
                    else (lambda t: (len(t.detections), t.mean_probability)))
             found["face"].append(max(tracks, key=key).embedding)
         regions = [r for r in result.speech_regions if r.embedding is not None]
@@ -620,10 +620,6 @@ def query_vectors(cfg: Config, image: Optional[str] = None, audio: Optional[str]
             for obs in gallery.observations(person=person):
                 found[obs.modality].append(obs.embedding)
     return {m: np.stack(v).astype(np.float32) for m, v in found.items()}
-
-
-def _box_area(box) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
 def search(db: str | Path, image: Optional[str] = None, audio: Optional[str] = None, video: Optional[str] = None,

@@ -13,6 +13,11 @@ import numpy as np
 Box = tuple[float, float, float, float]
 
 
+def box_area(box: Box) -> float:
+    """Area of an (x1, y1, x2, y2) box in square pixels; 0 for an empty one."""
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
 @dataclass
 class MediaInfo:
     path: str
