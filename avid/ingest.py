@@ -81,7 +81,7 @@ def process_file(path: str | Path, cfg: Config, models: Models | None = None,
         elif info.has_video:
             result.face_tracks = _video_faces(path, info, cfg, models, progress)
         if speech is not None:
-            result.speech_regions, result.voice_windows = speech.result()
+            result.speech_regions, result.voice_windows, result.energy = speech.result()
     _explain_missing(result)
     return result
 
@@ -121,10 +121,15 @@ def _video_faces(path, info: MediaInfo, cfg: Config, models: Models,
 
 
 def _speech(path, cfg: Config, models: Models):
+    """Speech regions, voice windows and the energy track, from one pass over the audio."""
     from .voice.embed import analyse_audio
+    from .voice.vad import EnergyMeter
 
-    chunks = media.iter_audio(path, cfg.media.audio_sample_rate, cfg.media.audio_chunk_seconds)
-    return analyse_audio(chunks, cfg, models.voice_encoder, sample_rate=cfg.media.audio_sample_rate)
+    sample_rate = cfg.media.audio_sample_rate
+    meter = EnergyMeter(cfg, sample_rate)
+    chunks = (meter.feed(chunk) for chunk in media.iter_audio(path, sample_rate, cfg.media.audio_chunk_seconds))
+    regions, windows = analyse_audio(chunks, cfg, models.voice_encoder, sample_rate=sample_rate)
+    return regions, windows, meter.track()
 
 
 def _explain_missing(result: IngestResult) -> None:

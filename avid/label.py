@@ -13,7 +13,8 @@
    matched against the gallery; unmatched speakers get stable ``unknown-N`` labels in order of first speech, and
    ``enroll_unknown`` adds them to the gallery.
 
-Nothing here holds decoded video: faces come from the streaming ingest, and speech energy is computed chunk by chunk.
+Nothing here holds decoded video or audio: faces, voices and the speech energy track all come from the streaming
+ingest.
 """
 from __future__ import annotations
 
@@ -28,45 +29,19 @@ from . import media
 from .config import Config
 from .errors import AvidError
 from .ingest import Models, ProgressCallback, process_file
-from .types import FaceTrack, IngestResult, LabelResult, Match, SpeakerLabel, SpeechTurn, VoiceWindow
+from .types import EnergyTrack, FaceTrack, IngestResult, LabelResult, Match, SpeakerLabel, SpeechTurn, VoiceWindow
 from .vectors import unit_mean
 
 
 # --------------------------------------------------------------------------------------------------- energy
-@dataclass
-class EnergyTrack:
-    """Speech energy (RMS) of a recording, one value per ``hop`` seconds from time 0."""
-
-    hop: float
-    values: np.ndarray
-
-    def __post_init__(self) -> None:
-        self._cumulative = np.concatenate([[0.0], np.cumsum(self.values, dtype=np.float64)])
-
-    def around(self, times: np.ndarray, window: float) -> np.ndarray:
-        """Mean energy in [t - window/2, t + window/2] for each time t (0 outside the recording)."""
-        cumulative = self._cumulative
-        lo = np.clip(np.floor((np.asarray(times) - window / 2) / self.hop).astype(int), 0, len(self.values))
-        hi = np.clip(np.ceil((np.asarray(times) + window / 2) / self.hop).astype(int), 0, len(self.values))
-        counts = np.maximum(hi - lo, 1)
-        return np.where(hi > lo, (cumulative[hi] - cumulative[lo]) / counts, 0.0)
-
-
 def energy_track(path: str | Path, cfg: Config) -> EnergyTrack:
-    """Stream the audio of ``path`` into an RMS energy track (memory: one float per hop, not the audio)."""
-    from .voice.vad import speech_energy
+    """Stream the audio of ``path`` into an RMS energy track (for an ingest result that does not carry one)."""
+    from .voice.vad import EnergyMeter
 
-    sample_rate = int(cfg.media.audio_sample_rate)
-    hop_seconds = float(cfg.association.energy_hop_seconds)
-    hop = max(1, int(round(hop_seconds * sample_rate)))
-    parts, carry = [], np.zeros(0, dtype=np.float32)
-    for chunk in media.iter_audio(path, sample_rate, float(cfg.media.audio_chunk_seconds)):
-        audio = np.concatenate([carry, chunk]) if carry.size else chunk
-        whole = audio.size // hop * hop    # a part-frame waits for the next chunk so frames stay aligned in time
-        parts.append(speech_energy(audio[:whole], sample_rate, hop / sample_rate))
-        carry = audio[whole:]
-    values = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-    return EnergyTrack(hop=hop / sample_rate, values=values)
+    meter = EnergyMeter(cfg)
+    for chunk in media.iter_audio(path, int(cfg.media.audio_sample_rate), float(cfg.media.audio_chunk_seconds)):
+        meter.feed(chunk)
+    return meter.track()
 
 
 # --------------------------------------------------------------------------------------------------- association
@@ -452,7 +427,7 @@ def label_recording(path: str | Path, cfg: Config, gallery=None, num_speakers: O
         labelled.warnings.append("speech too short to tell speakers apart: no speaker turns")
     links: dict[str, list[int]] = {}
     if turns and result.face_tracks:
-        association = associate(turns, result.face_tracks, energy_track(path, cfg), cfg)
+        association = associate(turns, result.face_tracks, result.energy or energy_track(path, cfg), cfg)
         links = association.links
         for absorbed, kept in association.merged:
             labelled.warnings.append(f"voices {kept} and {absorbed} are one speaker: the same face speaks both")

@@ -131,6 +131,25 @@ class Match:
 
 
 @dataclass
+class EnergyTrack:
+    """Speech energy (RMS) of a recording, one value per ``hop`` seconds from time 0."""
+
+    hop: float
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        self._cumulative = np.concatenate([[0.0], np.cumsum(self.values, dtype=np.float64)])
+
+    def around(self, times: np.ndarray, window: float) -> np.ndarray:
+        """Mean energy in [t - window/2, t + window/2] for each time t (0 outside the recording)."""
+        cumulative = self._cumulative
+        lo = np.clip(np.floor((np.asarray(times) - window / 2) / self.hop).astype(int), 0, len(self.values))
+        hi = np.clip(np.ceil((np.asarray(times) + window / 2) / self.hop).astype(int), 0, len(self.values))
+        counts = np.maximum(hi - lo, 1)
+        return np.where(hi > lo, (cumulative[hi] - cumulative[lo]) / counts, 0.0)
+
+
+@dataclass
 class IngestResult:
     """Everything `avid process` extracts from one input."""
 
@@ -138,6 +157,7 @@ class IngestResult:
     face_tracks: list[FaceTrack] = field(default_factory=list)
     speech_regions: list[SpeechRegion] = field(default_factory=list)
     voice_windows: list[VoiceWindow] = field(default_factory=list)
+    energy: Optional["EnergyTrack"] = None   # audio level over time, for active-speaker cues (kept in memory only)
     face_backend: str = ""
     face_dim: int = 0
     voice_backend: str = ""

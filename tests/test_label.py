@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from avid.config import load_config
-from avid.label import EnergyTrack, associate, name_speakers
-from avid.types import FaceDetection, FaceTrack, SpeechTurn, VoiceWindow
+from avid.label import associate, name_speakers
+from avid.types import EnergyTrack, FaceDetection, FaceTrack, SpeechTurn, VoiceWindow
 
 FPS = 5.0          # the default face sampling rate
 HOP = 0.02
@@ -177,6 +177,17 @@ def pair_ingest(pair_on_screen, cfg, models):
     from avid.ingest import process_file
 
     return process_file(pair_on_screen[0], cfg, models=models)
+
+
+def test_ingest_carries_the_energy_track_that_labelling_would_decode_again(pair_on_screen, pair_ingest, cfg):
+    from avid.label import energy_track
+
+    carried = pair_ingest.energy
+    decoded = energy_track(pair_on_screen[0], cfg)
+    assert carried is not None and carried.hop == decoded.hop == cfg.voice.energy_hop_seconds
+    assert len(carried.values) == len(decoded.values) > 0
+    np.testing.assert_allclose(carried.values, decoded.values, rtol=1e-6)
+    assert carried.values.max() > 10 * np.median(carried.values[carried.values > 0])   # speech stands out
 
 
 def test_label_links_each_speaker_to_the_face_that_talks(pair_on_screen, pair_ingest, cfg):

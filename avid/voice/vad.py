@@ -10,8 +10,8 @@ Two frame classifiers, chosen by ``voice.vad.backend``:
 Either way an energy floor rejects frames too quiet to be foreground speech. Frame decisions become regions:
 pauses shorter than ``min_silence_seconds`` are bridged, regions shorter than ``min_speech_seconds`` are dropped
 as blips, and the rest are padded. ``SpeechDetector`` works on a stream of chunks and returns each region as soon
-as it is over, so a long recording is never held in memory. ``speech_energy`` gives the cheap RMS track that
-active-speaker association compares with mouth motion.
+as it is over, so a long recording is never held in memory. ``speech_energy`` (streamed by ``EnergyMeter``) gives
+the cheap RMS track that active-speaker association compares with mouth motion.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ModelError
-from ..types import SpeechRegion
+from ..types import EnergyTrack, SpeechRegion
 
 WEBRTC_SAMPLE_RATES = (8000, 16000, 32000, 48000)
 WEBRTC_FRAME_MS = (10, 20, 30)
@@ -278,3 +278,28 @@ def speech_energy(audio: np.ndarray, sample_rate: int = 16000, hop_seconds: floa
     n = len(audio) // hop
     frames = np.asarray(audio[:n * hop], dtype=np.float32).reshape(n, hop)
     return np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1)).astype(np.float32)
+
+
+class EnergyMeter:
+    """``speech_energy`` over a stream of consecutive chunks, with the frames kept aligned to time 0.
+
+    Memory is one float per hop (``voice.energy_hop_seconds``), not the audio.
+    """
+
+    def __init__(self, cfg, sample_rate: int = 16000):
+        self.sample_rate = sample_rate
+        self.hop = max(1, int(round(float(cfg.voice.energy_hop_seconds) * sample_rate)))
+        self._parts: list[np.ndarray] = []
+        self._carry = np.zeros(0, dtype=np.float32)   # a part-frame waiting for the next chunk
+
+    def feed(self, chunk: np.ndarray) -> np.ndarray:
+        """Measure ``chunk`` and hand it back unchanged (so the meter can sit inside a chunk generator)."""
+        audio = np.concatenate([self._carry, chunk]) if self._carry.size else np.asarray(chunk, dtype=np.float32)
+        whole = audio.size // self.hop * self.hop
+        self._parts.append(speech_energy(audio[:whole], self.sample_rate, self.hop / self.sample_rate))
+        self._carry = audio[whole:]
+        return chunk
+
+    def track(self) -> EnergyTrack:
+        values = np.concatenate(self._parts) if self._parts else np.zeros(0, dtype=np.float32)
+        return EnergyTrack(hop=self.hop / self.sample_rate, values=values)
