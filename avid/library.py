@@ -40,12 +40,12 @@ from tqdm import tqdm
 from .config import Config, load_config
 from .errors import AvidError, NoContentError, StoreError
 from .gallery import Gallery, from_blob
+from .identify import evidence_from
 from .index import FaissIndex, Index, build_index
 from .ingest import Models, process_file
 from .inputs import expand_inputs
 from .media import content_hash
-from .types import IngestResult, Person, box_area
-from .vectors import unit_rows
+from .types import IngestResult, Person
 
 log = logging.getLogger("avid")
 
@@ -596,25 +596,21 @@ def _library_observations(conn: sqlite3.Connection, modality: str, unnamed_only:
 
 def query_vectors(cfg: Config, image: Optional[str] = None, audio: Optional[str] = None,
                   video: Optional[str] = None, person: Optional[str] = None, db_path: Optional[Path] = None,
-                  models: Optional[Models] = None) -> dict[str, np.ndarray]:
+                  models: Optional[Models] = None, track: Optional[int] = None) -> dict[str, np.ndarray]:
     """The face and voice vectors to search with, per modality (rows of a matrix).
 
-    A photo gives its largest face; audio gives the duration-weighted mean of its speech regions; a video gives
-    its longest face track and its speech; a person gives every face and voice embedding stored under their name.
+    A file gives what ``avid query`` would take from it (``identify.evidence_from``): a photo its largest face,
+    audio its speech, a video one face track (``track``, or the only one) and the speech heard with it. A person
+    gives every face and voice embedding stored under their name.
     """
     found: dict[str, list[np.ndarray]] = defaultdict(list)
     for path in (image, audio, video):
         if path is None:
             continue
-        result = process_file(path, cfg, models)
-        tracks = [t for t in result.face_tracks if t.embedding is not None]
-        if tracks:
-            key = ((lambda t: box_area(t.detections[0].box)) if result.media.kind == "image"
-                   else (lambda t: (len(t.detections), t.mean_probability)))
-            found["face"].append(max(tracks, key=key).embedding)
-        regions = [r for r in result.speech_regions if r.embedding is not None]
-        if regions:
-            found["voice"].append(unit_rows(np.sum([r.embedding * r.duration for r in regions], axis=0)))
+        evidence = evidence_from(path, cfg, models or _models_for(cfg), track=track)
+        for modality in ("face", "voice"):
+            if getattr(evidence, modality) is not None:
+                found[modality].append(getattr(evidence, modality))
     if person is not None:
         with contextlib.closing(Gallery(db_path)) as gallery:
             for obs in gallery.observations(person=person):
@@ -624,7 +620,7 @@ def query_vectors(cfg: Config, image: Optional[str] = None, audio: Optional[str]
 
 def search(db: str | Path, image: Optional[str] = None, audio: Optional[str] = None, video: Optional[str] = None,
            person: Optional[str] = None, top_k: Optional[int] = None, cfg: Optional[Config] = None,
-           models: Optional[Models] = None) -> list[Hit]:
+           models: Optional[Models] = None, track: Optional[int] = None) -> list[Hit]:
     """Where the queried person appears or speaks in the library: one hit per file and modality, best first.
 
     Every library observation whose cosine similarity to a query vector passes ``library.search.min_face_score``
@@ -637,7 +633,7 @@ def search(db: str | Path, image: Optional[str] = None, audio: Optional[str] = N
     cfg = cfg or load_config()
     scfg = cfg.library.search
     top_k = top_k or scfg.top_k
-    queries = query_vectors(cfg, image, audio, video, person, db, models or _models_for(cfg))
+    queries = query_vectors(cfg, image, audio, video, person, db, models or _models_for(cfg), track)
     if not queries:
         what = image or audio or video or f"person {person!r}"
         raise NoContentError("no face and no speech to search with", what) if person is None else \

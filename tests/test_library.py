@@ -226,6 +226,17 @@ def test_search_by_voice_ranks_the_same_voice_first(reference, media, cfg):
     assert all(h.ranges for h in hits)
 
 
+def test_search_takes_the_same_vectors_from_a_file_as_query(media, cfg):
+    from avid.identify import evidence_from
+    from avid.ingest import Models
+
+    models = Models(cfg)
+    vectors = library.query_vectors(cfg, video=str(media["talk"]), models=models)
+    evidence = evidence_from(media["talk"], cfg, models)
+    assert set(vectors) == {"face", "voice"}
+    assert (vectors["face"] == evidence.face).all() and (vectors["voice"] == evidence.voice).all()
+
+
 def test_unknown_clusters_join_face_and_voice_and_naming_them_feeds_search(reference, media, cfg, tmp_path):
     db = copy_store(reference[0], tmp_path)
     clusters = unknown_clusters(db, cfg)

@@ -18,8 +18,10 @@ def register(subparsers) -> None:
     query = parser.add_mutually_exclusive_group(required=True)
     query.add_argument("--image", metavar="F", help="a photo of the person (its largest face is used)")
     query.add_argument("--audio", metavar="F", help="a recording of the person's voice")
-    query.add_argument("--video", metavar="F", help="a video of the person (longest face track and the speech)")
+    query.add_argument("--video", metavar="F", help="a video of the person (its face track and the speech heard "
+                                                    "with it; --track picks one of several)")
     query.add_argument("--person", metavar="NAME", help="a person in the gallery")
+    parser.add_argument("--track", type=int, metavar="ID", help="with --video: the face track to search with")
     parser.add_argument("--top-k", type=int, metavar="K", help="most files to list (default library.search.top_k)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--db", metavar="DB", help="library database (default: the gallery file, $AVID_DB)")
@@ -29,7 +31,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     hits = search(args.db or default_path(), image=args.image, audio=args.audio, video=args.video,
-                  person=args.person, top_k=args.top_k, cfg=cfg)
+                  person=args.person, top_k=args.top_k, cfg=cfg, track=args.track)
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=1, ensure_ascii=False))
         return 0
