@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import unicodedata
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -176,9 +176,36 @@ def write_timeline_png(result: LabelResult, path: str | Path, cfg: Config) -> Pa
 
 
 # --------------------------------------------------------------------------------------------------- annotated MP4
-def _ascii(text: str) -> str:
-    """OpenCV's Hershey fonts draw ASCII only: fold accents away rather than draw '?'."""
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii") or "?"
+@lru_cache(maxsize=8)
+def _font(pixels: int):
+    """DejaVu Sans at ``pixels`` px: it ships with matplotlib (a dependency) and covers Latin, Greek and Cyrillic,
+    where OpenCV's own fonts draw ASCII only."""
+    import matplotlib
+    from PIL import ImageFont
+
+    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), pixels)
+
+
+@lru_cache(maxsize=256)
+def _label_sprite(text: str, pixels: int, colour: tuple[int, int, int]) -> np.ndarray:
+    """A name tag, BGR: ``text`` in black on a ``colour`` (BGR) box. Made once per name, size and colour."""
+    from PIL import Image, ImageDraw
+
+    font = _font(pixels)
+    left, top, right, bottom = font.getbbox(text)
+    pad = max(2, pixels // 6)
+    tag = Image.new("RGB", (right - left + 2 * pad, bottom - top + 2 * pad), tuple(reversed(colour)))
+    ImageDraw.Draw(tag).text((pad - left, pad - top), text, font=font, fill=(0, 0, 0))
+    return np.ascontiguousarray(np.asarray(tag)[:, :, ::-1])
+
+
+def _paste(image: np.ndarray, sprite: np.ndarray, x: int, y: int) -> None:
+    """Copy ``sprite`` into ``image`` with its top-left corner at (x, y), clipped to the frame."""
+    height, width = image.shape[:2]
+    x0, y0 = max(x, 0), max(y, 0)
+    x1, y1 = min(x + sprite.shape[1], width), min(y + sprite.shape[0], height)
+    if x1 > x0 and y1 > y0:
+        image[y0:y1, x0:x1] = sprite[y0 - y:y1 - y, x0 - x:x1 - x]
 
 
 class _TrackBoxes:
@@ -235,13 +262,9 @@ def _draw(image: np.ndarray, t: float, tracks: list[_TrackBoxes], names: dict[in
         talking = track.id in speaking
         colour = tuple(opts.speaking_colour) if talking else tuple(opts.box_colour)
         cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness * (2 if talking else 1))
-        label = _ascii(names.get(track.id) or f"face {track.id}")
-        font_scale = 0.6 * scale
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
-        ty = y1 - 4 if y1 - th - base - 4 >= 0 else y2 + th + 4
-        cv2.rectangle(image, (x1, ty - th - base), (x1 + tw + 4, ty + base), colour, cv2.FILLED)
-        cv2.putText(image, label, (x1 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), thickness,
-                    cv2.LINE_AA)
+        tag = _label_sprite(names.get(track.id) or f"face {track.id}", max(10, round(18 * scale)), colour)
+        above = y1 - tag.shape[0] - thickness
+        _paste(image, tag, x1, above if above >= 0 else y2 + thickness)   # below the box at the top edge
         if talking:   # the speaking marker: a filled dot at the box's top-right corner
             radius = max(4, round(8 * scale))
             cv2.circle(image, (x2 - radius - 2, y1 + radius + 2), radius, colour, cv2.FILLED, cv2.LINE_AA)

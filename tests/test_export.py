@@ -145,6 +145,23 @@ def test_annotated_mp4_keeps_audio_and_duration(tmp_path, short_video, cfg):
     assert np.abs(edge - [r, g, b]).sum(axis=1).min() < 60
 
 
+def _tag_pixels(name: str, cfg) -> np.ndarray:
+    """A blank 720p frame with one face box named ``name`` drawn on it, cropped to the name tag above the box."""
+    track = FaceTrack(id=1, detections=[FaceDetection(time=0.0, box=(100.0, 200.0, 400.0, 500.0), probability=1.0)])
+    image = np.full((720, 1280, 3), 255, np.uint8)
+    export._draw(image, 0.0, [export._TrackBoxes(track, 0.3)], {1: name}, set(), cfg.export.mp4)
+    return image[100:200, 100:700]
+
+
+def test_annotated_names_keep_their_accents_and_scripts(cfg):
+    accented, folded = _tag_pixels("Zoë Ångström", cfg), _tag_pixels("Zoe Angstrom", cfg)
+    assert (accented != folded).any()                        # the diacritics are drawn, not folded away
+    cyrillic = _tag_pixels("Пётр Ильич", cfg)
+    ink = (cyrillic.max(axis=2) < 60).sum()                  # black text on the light tag
+    question_marks = (_tag_pixels("???? ?????", cfg).max(axis=2) < 60).sum()
+    assert ink > 100 and ink != question_marks               # real glyphs, not a placeholder
+
+
 def test_audio_only_input_skips_mp4_and_writes_the_rest(tmp_path, cfg, synthetic):
     audio_path = synthetic.write_wav(tmp_path / "voice.wav", synthetic.speak("Just a voice."))
     result = LabelResult(media=media.probe(audio_path),
