@@ -21,7 +21,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.ndimage import uniform_filter1d
-from sklearn.cluster import KMeans
 
 from ..errors import AvidError
 from ..types import SpeechRegion, SpeechTurn, VoiceWindow
@@ -70,6 +69,8 @@ def cluster_embeddings(embeddings: np.ndarray, cfg, num_speakers: int | None = N
                 labels = (embeddings @ _centroids(embeddings[sample], labels).T).argmax(1)
             return _refine(embeddings, labels, int(dcfg.refine_iterations))
         k = int(np.clip(k, lower, upper))
+    from sklearn.cluster import KMeans   # here, not at the top: importing scikit-learn costs ~1 s of start-up
+
     labels = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(embeddings)
     return _refine(embeddings, labels, int(dcfg.refine_iterations))
 
