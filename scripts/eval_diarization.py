@@ -3,11 +3,14 @@
 
 For every file: VAD + window embeddings + clustering with the speaker count estimated (the headline), scored by
 pyannote.metrics with overlap scored, at collar 0.5 (0.25 s each side of every reference boundary) and collar 0.
-``--oracle`` adds a column with the reference speaker count given to the clustering. The AMI set is summarised
-two ways: pyannote's corpus DER (all errors over all reference speech, ``abs(metric)``) and the plain mean of
-the per-file rates (which two excerpts with under 4 s of speech dominate).
+``--oracle`` adds a column with the reference speaker count given to the clustering. ``--ceilings`` splits the
+error by cause: it scores the reference labels inside the speech avid detected (perfect labelling, overlap
+included: the error the speech detection alone leaves) and the same with one speaker at a time (the best any
+labelling without overlap detection could do there). The AMI set is summarised two ways: pyannote's corpus DER
+(all errors over all reference speech, ``abs(metric)``) and the plain mean of the per-file rates (which two
+excerpts with under 4 s of speech dominate).
 
-    python scripts/eval_diarization.py [--data ../shared/data/diarization] [--oracle] [--rttm-dir DIR]
+    python scripts/eval_diarization.py [--data ../shared/data/diarization] [--oracle] [--ceilings] [--rttm-dir DIR]
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from avid.config import load_config
-from avid.evaluation.diarization import diarize_file, read_rttm, score_der, write_rttm
+from avid.evaluation.diarization import diarize_file, oracle_labels, read_rttm, score_der, write_rttm
 from avid.media import probe
 from avid.voice.diarize import to_annotation
 from avid.voice.embed import VoiceEncoder
@@ -34,6 +37,8 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "diarization"))
     parser.add_argument("--config", help="YAML overriding configs/default.yaml")
     parser.add_argument("--oracle", action="store_true", help="also score with the reference speaker count")
+    parser.add_argument("--ceilings", action="store_true",
+                        help="also score perfect labels inside the detected speech, with and without overlap")
     parser.add_argument("--rttm-dir", help="write each hypothesis as RTTM here")
     args = parser.parse_args()
 
@@ -48,7 +53,7 @@ def main() -> int:
 
     cfg = load_config(args.config)
     encoder = VoiceEncoder(cfg)
-    modes = ["auto"] + (["oracle"] if args.oracle else [])
+    modes = ["auto"] + (["oracle"] if args.oracle else []) + (["vad-only", "no-overlap"] if args.ceilings else [])
     totals = {(mode, collar): np.zeros(4) for mode in modes for collar in COLLARS}   # missed, fa, confusion, total
     per_file = {(mode, collar): [] for mode in modes for collar in COLLARS}
 
@@ -65,14 +70,19 @@ def main() -> int:
         row = f"{uri:8s} {len(reference.labels()):3d}"
         cells = ""
         for mode in modes:
-            count = len(reference.labels()) if mode == "oracle" else None
-            turns = diarize_file(path, cfg, encoder=encoder, num_speakers=count)
+            if mode in ("vad-only", "no-overlap"):   # the auto run's speech, labelled from the reference
+                speech = to_annotation(auto_turns, uri).get_timeline()
+                hypothesis = oracle_labels(reference, speech, overlap=mode == "vad-only")
+            else:
+                count = len(reference.labels()) if mode == "oracle" else None
+                turns = diarize_file(path, cfg, encoder=encoder, num_speakers=count)
+                hypothesis = to_annotation(turns, uri)
             if mode == "auto":
+                auto_turns = turns
                 row += f" {len({t.speaker for t in turns}):3d} {reference.get_timeline().support().duration():6.1f}"
                 if args.rttm_dir:
                     Path(args.rttm_dir).mkdir(parents=True, exist_ok=True)
                     write_rttm(turns, Path(args.rttm_dir) / f"{uri}.rttm", uri=uri)
-            hypothesis = to_annotation(turns, uri)
             scores = {collar: score_der(reference, hypothesis, collar=collar, duration=duration) for collar in COLLARS}
             main_score = scores[0.5]
             cells += (f" | {100 * main_score['error_rate']:12.1f}% {main_score['missed']:5.1f} "

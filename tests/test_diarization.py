@@ -7,8 +7,8 @@ from pyannote.core import Annotation, Segment
 
 from avid.config import load_config
 from avid.errors import AvidError
-from avid.evaluation.diarization import (diarize_file, load_reference, read_rttm, score_der, score_identification,
-                                         write_rttm)
+from avid.evaluation.diarization import (diarize_file, load_reference, oracle_labels, read_rttm, score_der,
+                                         score_identification, write_rttm)
 from avid.media import load_audio, probe
 from avid.types import SpeechRegion, SpeechTurn, VoiceWindow
 from avid.voice.diarize import diarize, to_annotation
@@ -176,6 +176,22 @@ def test_der_parts_and_identification_mode():
 @pytest.fixture(scope="module")
 def encoder():
     return VoiceEncoder(load_config())
+
+
+def test_oracle_labels_split_the_error_by_cause():
+    from pyannote.core import Timeline
+
+    reference = Annotation(uri="f")
+    reference[Segment(0, 10)] = "A"
+    reference[Segment(6, 14)] = "B"            # 4 s of overlap, 18 s of speech in all
+    speech = Timeline([Segment(2, 12)])        # a detector that found 10 s of it
+    perfect = oracle_labels(reference, speech)
+    assert score_der(reference, perfect, collar=0, duration=20)["missed"] == pytest.approx(4.0)   # A's 0-2 and B's 12-14
+    single = oracle_labels(reference, speech, overlap=False)
+    assert single.label_timeline("A").support().duration() == pytest.approx(8.0, abs=0.02)   # A began first
+    assert single.label_timeline("B").support().duration() == pytest.approx(2.0, abs=0.02)   # 10-12 only
+    assert score_der(reference, single, collar=0, duration=20)["missed"] == pytest.approx(8.0, abs=0.05)   # + B's 6-10
+    assert len(oracle_labels(reference, Timeline([Segment(20, 25)]))) == 0
 
 
 def test_two_librispeech_speakers_are_told_apart(shared_data, cfg, encoder):

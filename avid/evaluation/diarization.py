@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
 from pyannote.metrics.identification import IdentificationErrorRate
@@ -89,6 +90,32 @@ def score_der(reference: Annotation, hypothesis: Annotation, collar: float = 0.5
     """
     metric = DiarizationErrorRate(collar=collar, skip_overlap=skip_overlap)
     return _summary(metric(reference, hypothesis, detailed=True, uem=_uem(duration)), "diarization error rate")
+
+
+def oracle_labels(reference: Annotation, speech: Timeline, overlap: bool = True, step: float = 0.01) -> Annotation:
+    """The reference speakers inside ``speech`` (a system's detected speech): what that system would output if it
+    labelled every instant of its speech perfectly. Scoring it against the reference measures the error that the
+    speech detection alone leaves. With ``overlap=False`` only one speaker is kept at each instant (the one whose
+    turn began first), the best a system without overlap detection can do there.
+    """
+    cropped = reference.crop(speech.support(), mode="intersection")
+    if overlap:
+        return cropped
+    single = Annotation(uri=reference.uri)
+    turns = sorted(cropped.itertracks(yield_label=True), key=lambda item: item[0].start)
+    if not turns:
+        return single
+    names = sorted(cropped.labels())
+    times = np.arange(0.0, max(segment.end for segment, _, _ in turns), step) + step / 2
+    speaker = np.full(len(times), -1)
+    for segment, _, label in reversed(turns):   # the earliest turn is written last, so it wins where turns overlap
+        speaker[(times >= segment.start) & (times < segment.end)] = names.index(label)
+    edges = np.flatnonzero(np.diff(speaker)) + 1
+    for first, end in zip(np.r_[0, edges], np.r_[edges, len(speaker)]):
+        if speaker[first] >= 0:
+            segment = Segment(first * step, end * step)
+            single[segment, single.new_track(segment)] = names[speaker[first]]
+    return single
 
 
 def score_identification(reference: Annotation, hypothesis: Annotation, collar: float = 0.5,
