@@ -106,16 +106,46 @@ def test_large_photos_are_detected_downscaled_but_reported_in_their_pixels(cfg, 
     assert iou(face.box, ASTRONAUT_FACE) > 0.7
 
 
+def test_our_mtcnn_nets_compute_what_facenet_pytorchs_do():
+    from facenet_pytorch import MTCNN
+
+    from avid.faces.mtcnn import load_nets
+
+    theirs = MTCNN(device=torch.device("cpu")).eval()
+    rng = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for ours, their, size in zip(load_nets(), (theirs.pnet, theirs.rnet, theirs.onet), (40, 24, 48)):
+            x = torch.randn(3, 3, size, size, generator=rng)
+            for a, b in zip(ours(x.contiguous(memory_format=torch.channels_last)), their(x)):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_batched_nms_keeps_what_torchvisions_keeps():
+    from torchvision.ops import batched_nms as torchvision_batched_nms
+
+    from avid.faces.mtcnn import batched_nms
+
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(0, 300, (400, 2))
+    boxes = torch.tensor(np.hstack([corners, corners + rng.uniform(10, 80, (400, 2))]), dtype=torch.float32)
+    scores = torch.tensor(rng.permutation(400) / 400.0, dtype=torch.float32)    # no ties: one right order
+    groups = torch.tensor(rng.integers(0, 4, 400))
+    for threshold in (0.5, 0.7):
+        expected = torchvision_batched_nms(boxes, scores, groups, threshold)
+        assert batched_nms(boxes, scores, groups, threshold).tolist() == expected.tolist()
+
+
 def test_agrees_with_facenet_pytorch_detect_face(astronaut, hopper):
+    from facenet_pytorch import MTCNN
     from facenet_pytorch.models.utils.detect_face import detect_face
 
-    from avid.faces.detect import _mtcnn_nets
-
+    theirs = MTCNN(device=torch.device("cpu")).eval()
     images = np.stack([canvas([(astronaut, 40, 60), (hopper, 340, 100)]),
                        canvas([(astronaut, 200, 20)], colour=(200, 190, 180))])
     with torch.inference_mode():
         ours = run_mtcnn(images, 40, [0.6, 0.7, 0.7], 0.709)
-        boxes, _ = detect_face(images, 40, *_mtcnn_nets(), [0.6, 0.7, 0.7], 0.709, torch.device("cpu"))
+        boxes, _ = detect_face(images, 40, theirs.pnet, theirs.rnet, theirs.onet, [0.6, 0.7, 0.7], 0.709,
+                               torch.device("cpu"))
     for (our_boxes, our_points), their_boxes in zip(ours, boxes):
         confident = their_boxes[their_boxes[:, 4] > 0.9]
         assert len(confident) == (our_boxes[:, 4] > 0.9).sum() > 0

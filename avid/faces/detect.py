@@ -3,15 +3,14 @@
 Detections come back in ORIGINAL frame pixels (box and five landmarks multiplied by ``Frame.scale``), each with a
 ``quality`` score that ranks crops for embedding: big, confident and frontal faces first.
 
-The three MTCNN stages follow facenet-pytorch's ``detect_face`` step for step and reuse its helpers, with two changes
-for speed on CPU, where its per-candidate torch resizing took half the time: the image pyramid and the candidate
-crops are resized with OpenCV on uint8 images, and the nets run channels-last (their ceil-mode max-pooling is ~3x
-faster so): 1.3-1.6x faster in all. The faces found are the same; boxes differ by resampling alone (median 2 px
+The three MTCNN stages follow facenet-pytorch's ``detect_face`` step for step (the nets and box helpers are in
+``mtcnn.py``), with two changes for speed on CPU, where its per-candidate torch resizing took half the time: the
+image pyramid and the candidate crops are resized with OpenCV on uint8 images, and the nets run channels-last (their
+ceil-mode max-pooling is ~3x faster so): 1.3-1.6x faster in all. The faces found are the same; boxes differ by resampling alone (median 2 px
 on the Hamilton clip; tests/test_faces.py checks the agreement).
 """
 from __future__ import annotations
 
-from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -19,15 +18,7 @@ import torch
 
 from ..config import Config
 from ..types import FaceDetection, Frame
-
-
-@lru_cache(maxsize=1)
-def _mtcnn_nets():
-    """The P-, R- and O-nets, loaded once per process."""
-    from facenet_pytorch import MTCNN
-
-    mtcnn = MTCNN(device=torch.device("cpu")).eval().to(memory_format=torch.channels_last)
-    return mtcnn.pnet, mtcnn.rnet, mtcnn.onet
+from .mtcnn import apply_regression, batched_nms, generate_boxes, load_nets, to_square
 
 
 def _as_net_input(images: np.ndarray) -> torch.Tensor:
@@ -42,10 +33,7 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
 
     Returns per image (boxes (k, 5): x1, y1, x2, y2, probability; landmarks (k, 5, 2)) in image pixels.
     """
-    from facenet_pytorch.models.utils.detect_face import (batched_nms, batched_nms_numpy, bbreg,
-                                                          generateBoundingBox, rerec)
-
-    pnet, rnet, onet = _mtcnn_nets()
+    pnet, rnet, onet = load_nets()
     n, height, width = images.shape[:3]
     # Stage 1: the P-net slides over a pyramid of scales, from faces of min_face_size up to the whole image.
     scales, scale, side = [], 12.0 / min_face_size, min(height, width) * 12.0 / min_face_size
@@ -57,7 +45,7 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
         size = (int(width * scale + 1), int(height * scale + 1))
         level = np.stack([cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in images])
         regression, probability = pnet(_as_net_input(level))
-        found, index = generateBoundingBox(regression, probability[:, 1], scale, thresholds[0])
+        found, index = generate_boxes(regression, probability[:, 1], scale, thresholds[0])
         keep = batched_nms(found[:, :4], found[:, 4], index, 0.5)
         boxes.append(found[keep])
         image_index.append(index[keep])
@@ -65,9 +53,9 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
     keep = batched_nms(boxes[:, :4], boxes[:, 4], image_index, 0.7)
     boxes, image_index = boxes[keep], image_index[keep]
     span_x, span_y = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    boxes = rerec(torch.stack([boxes[:, 0] + boxes[:, 5] * span_x, boxes[:, 1] + boxes[:, 6] * span_y,
-                               boxes[:, 2] + boxes[:, 7] * span_x, boxes[:, 3] + boxes[:, 8] * span_y,
-                               boxes[:, 4]], dim=1))
+    boxes = to_square(torch.stack([boxes[:, 0] + boxes[:, 5] * span_x, boxes[:, 1] + boxes[:, 6] * span_y,
+                                   boxes[:, 2] + boxes[:, 7] * span_x, boxes[:, 3] + boxes[:, 8] * span_y,
+                                   boxes[:, 4]], dim=1))
     # Stage 2: the R-net rescores each candidate on a 24x24 crop and refines its box.
     if len(boxes):
         regression, probability = _run_bucketed(rnet, _crops(images, boxes, image_index, 24))
@@ -75,7 +63,7 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
         boxes = torch.cat([boxes[passed, :4], probability[passed, 1:2]], dim=1)
         image_index, regression = image_index[passed], regression[passed]
         keep = batched_nms(boxes[:, :4], boxes[:, 4], image_index, 0.7)
-        boxes = rerec(bbreg(boxes[keep], regression[keep]))
+        boxes = to_square(apply_regression(boxes[keep], regression[keep]))
         image_index = image_index[keep]
     # Stage 3: the O-net on 48x48 crops gives the final score, box and five landmarks.
     landmarks = torch.zeros(0, 5, 2)
@@ -87,8 +75,8 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
         box_w, box_h = boxes[:, 2:3] - boxes[:, 0:1] + 1, boxes[:, 3:4] - boxes[:, 1:2] + 1
         landmarks = torch.stack([box_w * points[:, :5] + boxes[:, 0:1] - 1,
                                  box_h * points[:, 5:] + boxes[:, 1:2] - 1], dim=2)
-        boxes = bbreg(boxes, regression)
-        keep = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_index, 0.7, "Min")
+        boxes = apply_regression(boxes, regression)
+        keep = batched_nms(boxes[:, :4], boxes[:, 4], image_index, 0.7, overlap="min")
         boxes, image_index, landmarks = boxes[keep], image_index[keep], landmarks[keep]
     boxes, landmarks, image_index = boxes.numpy(), landmarks.numpy(), image_index.numpy()
     return [(boxes[image_index == i], landmarks[image_index == i]) for i in range(n)]
@@ -148,7 +136,7 @@ class FaceDetector:
         self.image_max_side = int(settings.image_max_side)
         self.full_quality_size = float(settings.full_quality_size)
         set_torch_threads(int(settings.threads))
-        _mtcnn_nets()                                   # load now, not on the first frame
+        load_nets()                                     # load now, not on the first frame
 
     def detect(self, frames: list[Frame]) -> list[list[FaceDetection]]:
         """Faces in each frame, in the same order. Consecutive frames of one size are run as one batch."""
