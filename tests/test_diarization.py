@@ -81,6 +81,19 @@ def test_long_inputs_cluster_a_sample_of_windows_with_the_same_result(cfg):
     assert len({speaker for _, _, speaker in full}) == 3
 
 
+def test_in_a_long_recording_a_tiny_share_of_odd_windows_is_not_a_speaker(cfg):
+    """An hour of two people taking turns, plus 12 s of odd windows (laughter, noise, windows across a change of
+    speaker) that cluster apart: enough windows for min_speaker_seconds, too few for min_speaker_share."""
+    a, b, odd = voice(9), voice(10), voice(11)
+    script = [(10 * i, 10 * i + 10, (a, b)[i % 2]) for i in range(360)]
+    windows = windows_for(script) + windows_for([(1000, 1013.5, odd)], seed=1)
+    windows.sort(key=lambda w: w.start)
+    regions = [SpeechRegion(0, 3600)]
+    assert len({t.speaker for t in diarize(windows, cfg, regions=regions)}) == 2
+    no_share = load_config(overrides={"diarization": {"min_speaker_share": 0.0}})
+    assert len({t.speaker for t in diarize(windows, no_share, regions=regions)}) == 3   # what the share prevents
+
+
 def test_bad_speaker_counts_are_refused(cfg):
     windows = windows_for([(0, 5, voice(1))])
     with pytest.raises(AvidError):

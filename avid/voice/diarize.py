@@ -1,11 +1,13 @@
 """Diarization: window voice embeddings -> speaker turns ("who speaks when").
 
 1. Cluster the window embeddings by cosine similarity. With the count unknown: agglomerative clustering (average
-   linkage) cut at ``diarization.threshold``; clusters with less than ``min_speaker_seconds`` of windows join the
-   nearest larger one (odd windows such as laughter or overlapped speech otherwise become extra "speakers"); the
-   count is then kept within [min_speakers, max_speakers]. With a count given (or a bound to enforce): k-means on
-   the unit vectors, which, unlike a tree cut, does not spend a cluster on one outlier. Either way the clusters
-   are refined by reassigning windows to the nearest centroid.
+   linkage) cut at ``diarization.threshold``; clusters with less than ``min_speaker_seconds`` of windows, or less
+   than ``min_speaker_share`` of all windows, join the nearest larger one (odd windows such as laughter, overlapped
+   speech or windows across a change of speaker otherwise become extra "speakers", and a long recording has
+   enough of them to make several); the count is then kept within [min_speakers, max_speakers]. With a count
+   given (or a bound to enforce): k-means on the unit vectors, which, unlike a tree cut, does not spend a cluster
+   on one outlier. No k-means style refinement follows: where a spurious small cluster had survived, it pulled a
+   sixth of a 2-hour conversation into itself (scripts/bench_long_audio.py).
 2. Score every short frame (``frame_seconds``) of speech against each speaker centroid, averaging the windows
    that cover it (windows overlap, so each frame sees several), and smooth the scores over ``smooth_seconds``.
    The best speaker wins the frame; runs shorter than ``min_turn_seconds`` join their neighbours; frames that no
@@ -67,12 +69,11 @@ def cluster_embeddings(embeddings: np.ndarray, cfg, num_speakers: int | None = N
         if lower <= k <= upper:
             if len(sample) < n:   # every window joins the nearest cluster of the sample
                 labels = (embeddings @ _centroids(embeddings[sample], labels).T).argmax(1)
-            return _refine(embeddings, labels, int(dcfg.refine_iterations))
+            return np.unique(labels, return_inverse=True)[1]
         k = int(np.clip(k, lower, upper))
     from sklearn.cluster import KMeans   # here, not at the top: importing scikit-learn costs ~1 s of start-up
 
-    labels = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(embeddings)
-    return _refine(embeddings, labels, int(dcfg.refine_iterations))
+    return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(embeddings)
 
 
 def _absorb_small_clusters(embeddings: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:
@@ -84,18 +85,6 @@ def _absorb_small_clusters(embeddings: np.ndarray, labels: np.ndarray, min_size:
     nearest = large[(embeddings @ centroids.T).argmax(1)]
     labels = np.where(np.isin(labels, large), labels, nearest)
     return np.unique(labels, return_inverse=True)[1]
-
-
-def _refine(embeddings: np.ndarray, labels: np.ndarray, iterations: int) -> np.ndarray:
-    """Reassign each embedding to its nearest cluster centroid, a few times (k-means on the sphere)."""
-    labels = np.unique(labels, return_inverse=True)[1]   # no empty cluster numbers
-    k = labels.max() + 1
-    for _ in range(iterations):
-        new = (embeddings @ _centroids(embeddings, labels).T).argmax(1)
-        if len(set(new)) < k or np.array_equal(new, labels):   # a cluster emptied out, or nothing moved
-            break
-        labels = new
-    return labels
 
 
 def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
@@ -164,6 +153,7 @@ def diarize(windows: list[VoiceWindow], cfg, num_speakers: int | None = None, mi
     embed_cfg = cfg.voice.embed
     min_size = 1 + int(np.ceil(max(0.0, float(dcfg.min_speaker_seconds) - float(embed_cfg.window_seconds))
                                / float(embed_cfg.hop_seconds)))
+    min_size = max(min_size, int(np.ceil(float(dcfg.min_speaker_share) * len(windows))))
     labels = cluster_embeddings(embeddings, cfg, num_speakers, min_speakers, max_speakers, min_size)
     k = labels.max() + 1
     similarity = embeddings @ _centroids(embeddings, labels).T
