@@ -199,7 +199,7 @@ def test_oracle_labels_split_the_error_by_cause():
     reference[Segment(6, 14)] = "B"            # 4 s of overlap, 18 s of speech in all
     speech = Timeline([Segment(2, 12)])        # a detector that found 10 s of it
     perfect = oracle_labels(reference, speech)
-    assert score_der(reference, perfect, collar=0, duration=20)["missed"] == pytest.approx(4.0)   # A's 0-2 and B's 12-14
+    assert score_der(reference, perfect, collar=0, duration=20)["missed"] == pytest.approx(4.0)   # A 0-2, B 12-14
     single = oracle_labels(reference, speech, overlap=False)
     assert single.label_timeline("A").support().duration() == pytest.approx(8.0, abs=0.02)   # A began first
     assert single.label_timeline("B").support().duration() == pytest.approx(2.0, abs=0.02)   # 10-12 only
