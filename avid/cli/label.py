@@ -90,8 +90,9 @@ def summary(result: LabelResult) -> str:
         return f"{result.media.path}: no speaker turns"
     lines = [f"{result.media.path}: {len(result.turns)} turns, {len(result.speakers)} speakers"]
     for speaker in sorted(result.speakers, key=lambda s: -s.speech_seconds):
-        faces = ",".join(str(t) for t in speaker.track_ids) or "-"
+        ids = ", ".join(f"#{t}" for t in speaker.track_ids)
+        faces = f"face track{'s' if len(speaker.track_ids) > 1 else ''} {ids}" if ids else "voice only"
         score = "-" if speaker.score is None else f"{speaker.score:.2f}"
         lines.append(f"{speaker.name}\t{speaker.n_turns} turns\t{speaker.speech_seconds:.1f} s\t"
-                     f"score {score}\tface tracks {faces}")
+                     f"score {score}\t{faces}")
     return "\n".join(lines)
