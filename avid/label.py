@@ -33,17 +33,6 @@ from .types import EnergyTrack, FaceTrack, IngestResult, LabelResult, Match, Spe
 from .vectors import unit_mean
 
 
-# --------------------------------------------------------------------------------------------------- energy
-def energy_track(path: str | Path, cfg: Config) -> EnergyTrack:
-    """Stream the audio of ``path`` into an RMS energy track (for an ingest result that does not carry one)."""
-    from .voice.vad import EnergyMeter
-
-    meter = EnergyMeter(cfg)
-    for chunk in media.iter_audio(path, int(cfg.media.audio_sample_rate), float(cfg.media.audio_chunk_seconds)):
-        meter.feed(chunk)
-    return meter.track()
-
-
 # --------------------------------------------------------------------------------------------------- association
 @dataclass
 class PairEvidence:
@@ -427,7 +416,7 @@ def label_recording(path: str | Path, cfg: Config, gallery=None, num_speakers: O
         labelled.warnings.append("speech too short to tell speakers apart: no speaker turns")
     links: dict[str, list[int]] = {}
     if turns and result.face_tracks:
-        association = associate(turns, result.face_tracks, result.energy or energy_track(path, cfg), cfg)
+        association = associate(turns, result.face_tracks, result.energy, cfg)
         links = association.links
         for absorbed, kept in association.merged:
             labelled.warnings.append(f"voices {kept} and {absorbed} are one speaker: the same face speaks both")

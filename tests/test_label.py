@@ -179,11 +179,15 @@ def pair_ingest(pair_on_screen, cfg, models):
     return process_file(pair_on_screen[0], cfg, models=models)
 
 
-def test_ingest_carries_the_energy_track_that_labelling_would_decode_again(pair_on_screen, pair_ingest, cfg):
-    from avid.label import energy_track
+def test_ingest_carries_the_energy_track_of_a_separate_decode(pair_on_screen, pair_ingest, cfg):
+    from avid.media import iter_audio
+    from avid.voice.vad import EnergyMeter
 
     carried = pair_ingest.energy
-    decoded = energy_track(pair_on_screen[0], cfg)
+    meter = EnergyMeter(cfg)
+    for chunk in iter_audio(pair_on_screen[0], cfg.media.audio_sample_rate, cfg.media.audio_chunk_seconds):
+        meter.feed(chunk)
+    decoded = meter.track()
     assert carried is not None and carried.hop == decoded.hop == cfg.voice.energy_hop_seconds
     assert len(carried.values) == len(decoded.values) > 0
     np.testing.assert_allclose(carried.values, decoded.values, rtol=1e-6)
