@@ -40,7 +40,6 @@ from tqdm import tqdm
 from .config import Config, load_config
 from .errors import AvidError, NoContentError, StoreError
 from .gallery import Gallery, from_blob
-from .identify import evidence_from
 from .index import FaissIndex, Index, build_index
 from .ingest import Models, process_file
 from .inputs import expand_inputs
@@ -603,6 +602,8 @@ def query_vectors(cfg: Config, image: Optional[str] = None, audio: Optional[str]
     audio its speech, a video one face track (``track``, or the only one) and the speech heard with it. A person
     gives every face and voice embedding stored under their name.
     """
+    from .identify import evidence_from   # here: it imports torch, which `avid process --db`'s parent never needs
+
     found: dict[str, list[np.ndarray]] = defaultdict(list)
     for path in (image, audio, video):
         if path is None:

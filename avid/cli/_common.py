@@ -17,11 +17,18 @@ def add_db_argument(parser: argparse.ArgumentParser) -> None:
                                                    "the user's avid data directory)")
 
 
+def gallery_path(db: str | None) -> Path:
+    """The gallery file named by --db, else $AVID_DB or the default one."""
+    from ..gallery import default_path
+
+    return Path(db).expanduser() if db else default_path()
+
+
 def open_gallery(args: argparse.Namespace, must_exist: bool = True):
     """The gallery named by --db / $AVID_DB / the default; StoreError when it must exist and does not."""
-    from ..gallery import Gallery, default_path
+    from ..gallery import Gallery
 
-    path = Path(args.db).expanduser() if getattr(args, "db", None) else default_path()
+    path = gallery_path(getattr(args, "db", None))
     if must_exist and not path.exists():
         raise StoreError("no gallery database here yet: enrol someone first (avid enroll NAME ...)", path)
     return Gallery(path)

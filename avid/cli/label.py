@@ -13,7 +13,7 @@ from ..export import FORMATS, write_outputs
 from ..ingest import output_stem
 from ..label import label_recording
 from ..types import LabelResult
-from ._common import config_from_args
+from ._common import config_from_args, gallery_path
 
 
 def register(subparsers) -> None:
@@ -74,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _open_gallery(db: str | None, create: bool):
     """The gallery to name speakers from: --db, else the user's default one if it exists (None: no names)."""
-    from ..gallery import Gallery, default_path
+    from ..gallery import Gallery
 
-    path = Path(db) if db else default_path()
+    path = gallery_path(db)
     if not path.exists() and not create:
         if db:
             raise AvidError("gallery database not found", path)

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..errors import AvidError
-from ._common import add_db_argument, config_from_args, open_gallery
+from ._common import add_db_argument, config_from_args, gallery_path, open_gallery
 
 
 def register(subparsers) -> None:
@@ -124,10 +124,9 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_unknown(args: argparse.Namespace) -> int:
-    from ..gallery import default_path
     from ..library import unknown_clusters
 
-    clusters = unknown_clusters(args.db or default_path(), config_from_args(args))
+    clusters = unknown_clusters(gallery_path(args.db), config_from_args(args))
     if args.json:
         print(json.dumps([c.to_dict() for c in clusters], indent=1))
         return 0
@@ -138,9 +137,8 @@ def run_unknown(args: argparse.Namespace) -> int:
 
 
 def run_name(args: argparse.Namespace) -> int:
-    from ..gallery import default_path
     from ..library import name_cluster
 
-    person, count = name_cluster(args.db or default_path(), args.cluster, args.name)
+    person, count = name_cluster(gallery_path(args.db), args.cluster, args.name)
     print(f"named {count} observations of cluster {args.cluster} as {person.name}")
     return 0

@@ -4,9 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..gallery import default_path
-from ..library import search
-from ._common import config_from_args
+from ._common import config_from_args, gallery_path
 
 
 def register(subparsers) -> None:
@@ -29,8 +27,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..library import search   # imported on use, as the other commands do: the parser stays quick to build
+
     cfg = config_from_args(args)
-    hits = search(args.db or default_path(), image=args.image, audio=args.audio, video=args.video,
+    hits = search(gallery_path(args.db), image=args.image, audio=args.audio, video=args.video,
                   person=args.person, top_k=args.top_k, cfg=cfg, track=args.track)
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=1, ensure_ascii=False))
