@@ -24,9 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_label import LabelFailed, run_label  # noqa: E402  (the same child-process runner)
 
 from avid import synthetic  # noqa: E402
-from avid.evaluation.diarization import read_rttm, score_der  # noqa: E402
+from avid.evaluation.diarization import read_rttm, score_der, write_rttm  # noqa: E402
 from avid.types import SpeechTurn  # noqa: E402
-from avid.voice.diarize import to_annotation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_RSS_GROWTH = 0.10
@@ -73,8 +72,7 @@ def make_conversation(path: Path, minutes: float, seed: int = 0) -> tuple[Path, 
         for packet in stream.encode(None):
             container.mux(packet)
     tmp.replace(path)
-    with open(rttm, "w", encoding="utf-8") as handle:
-        to_annotation(turns, path.stem).write_rttm(handle)
+    write_rttm(turns, rttm, uri=path.stem)
     return path, rttm
 
 
@@ -90,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     for minutes in sorted(args.minutes):
         print(f"making a {minutes:g} min conversation ...", flush=True)
         audio, rttm = make_conversation(args.work / f"conversation_{minutes:g}min.flac", minutes)
-        print(f"labelling it ...", flush=True)
+        print("labelling it ...", flush=True)
         try:
             elapsed, cpu, rss, result = run_label(audio, args.work / f"label_conversation_{minutes:g}min",
                                                   "json,rttm", None)
