@@ -48,7 +48,7 @@ class Evidence:
     voice: Optional[np.ndarray] = None
     face_backend: str = ""
     voice_backend: str = ""
-    face_source: dict = field(default_factory=dict)    # source, content_hash, start, end, track_id
+    face_source: dict = field(default_factory=dict)    # source, start, end, track_id (+ content_hash when enrolled)
     voice_source: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -104,7 +104,6 @@ def evidence_from(path: str | Path, cfg: Config, models: Models, track: Optional
     path = str(path)
     result = process_file(path, cfg, models)
     kind = result.media.kind
-    digest = content_hash(path)
     evidence = Evidence(face_backend=result.face_backend, voice_backend=result.voice_backend)
     evidence.notes.extend(f"{path}: {w}" for w in result.warnings)
     if kind == "image":
@@ -115,21 +114,19 @@ def evidence_from(path: str | Path, cfg: Config, models: Models, track: Optional
         if len(faces) > 1:
             evidence.notes.append(f"{path}: {len(faces)} faces; using the largest")
         evidence.face = largest.embedding.astype(np.float32)
-        evidence.face_source = {"source": path, "content_hash": digest, "track_id": None, "start": None, "end": None}
+        evidence.face_source = {"source": path, "track_id": None, "start": None, "end": None}
         return evidence
     chosen = _pick_track(result, track, path) if kind == "video" else None
     if chosen is not None:
         evidence.face = chosen.embedding.astype(np.float32)
-        evidence.face_source = {"source": path, "content_hash": digest, "track_id": chosen.id,
-                                "start": chosen.start, "end": chosen.end}
+        evidence.face_source = {"source": path, "track_id": chosen.id, "start": chosen.start, "end": chosen.end}
     # With several people on screen, only speech while the chosen face is visible can be theirs.
     several = len([t for t in result.face_tracks if t.embedding is not None]) > 1
     span = (chosen.start, chosen.end) if chosen is not None and several else (None, None)
     voice = _voice_between(result, *span)
     if voice is not None:
         evidence.voice = voice[0]
-        evidence.voice_source = {"source": path, "content_hash": digest, "track_id": None,
-                                 "start": voice[1], "end": voice[2]}
+        evidence.voice_source = {"source": path, "track_id": None, "start": voice[1], "end": voice[2]}
     if evidence.face is None and evidence.voice is None:
         what = "no speech long enough to embed" if kind == "audio" else "no face and no usable speech"
         raise NoContentError(what, path)
@@ -300,6 +297,11 @@ def enroll(gallery: Gallery, name: str, images: Sequence[str | Path] = (), audio
     models = models or Models(cfg)
     evidence = [evidence_from(p, cfg, models) for p in list(images) + list(audios)]
     evidence += [evidence_from(p, cfg, models, track=track) for p in videos]
+    for path, item in zip(list(images) + list(audios) + list(videos), evidence):
+        digest = content_hash(path)   # stored with enrolled observations only: queries need no second read
+        for source in (item.face_source, item.voice_source):
+            if source:
+                source["content_hash"] = digest
     added, notes = [], [n for e in evidence for n in e.notes]
     with gallery.transaction():
         person = gallery.person(name) if add and exists else gallery.add_person(name)

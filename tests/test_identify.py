@@ -19,6 +19,7 @@ from avid.config import load_config
 from avid.errors import AvidError, NoContentError
 from avid.gallery import Gallery
 from avid.ingest import Models, process_file
+from avid.media import content_hash
 
 SENTENCES = ["The quick brown fox jumps over the lazy dog while the sun sets slowly behind the hills.",
              "Every morning she walks to the harbour and counts the boats that come back with fish.",
@@ -134,6 +135,7 @@ def test_video_enrolment_is_found_by_face_voice_or_both(tmp_path, media, cfg, mo
         voice_obs = gallery.observations(person="Eileen", modality="voice")[0]
         face_obs = gallery.observations(person="Eileen", modality="face")[0]
         assert voice_obs.paired_with == face_obs.id and face_obs.track_id is not None
+        assert face_obs.content_hash == voice_obs.content_hash == content_hash(media["eileen_video"])
         identify.enroll(gallery, "Grace", images=[media["grace"]], audios=[media["grace_voice_0"]], cfg=cfg,
                         models=models)
         identify.train(gallery, cfg)
