@@ -83,9 +83,15 @@ def format_timestamp(seconds: float, decimal_marker: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_marker}{millis:03d}"
 
 
-def _cue_text(turn: SpeechTurn) -> str:
+def _cue_text(turn: SpeechTurn, turns: list[SpeechTurn]) -> str:
+    """Who speaks; in overlapped speech also who talks over them: "Ada (with Charles)"."""
     name = turn.name or turn.speaker
-    return f"{name} (overlapping)" if turn.overlap else name
+    if not turn.overlap:
+        return name
+    others = [t.name or t.speaker for t in turns
+              if t.speaker != turn.speaker and t.start < turn.end and turn.start < t.end]
+    others = list(dict.fromkeys(o for o in others if o != name))
+    return f"{name} (with {', '.join(others)})" if others else f"{name} (overlapping)"
 
 
 def _subtitle_turns(result: LabelResult) -> list[SpeechTurn]:
@@ -96,8 +102,9 @@ def _subtitle_turns(result: LabelResult) -> list[SpeechTurn]:
 def write_srt(result: LabelResult, path: str | Path) -> Path:
     """SubRip subtitles: one numbered cue per turn, showing who speaks."""
     path = Path(path)
-    cues = [f"{i}\n{format_timestamp(t.start, ',')} --> {format_timestamp(t.end, ',')}\n{_cue_text(t)}\n"
-            for i, t in enumerate(_subtitle_turns(result), start=1)]
+    turns = _subtitle_turns(result)
+    cues = [f"{i}\n{format_timestamp(t.start, ',')} --> {format_timestamp(t.end, ',')}\n{_cue_text(t, turns)}\n"
+            for i, t in enumerate(turns, start=1)]
     path.write_text("\n".join(cues), encoding="utf-8")
     return path
 
@@ -110,10 +117,11 @@ def write_vtt(result: LabelResult, path: str | Path) -> Path:
     """WebVTT subtitles: one cue per turn, the speaker's name in a voice span (<v Name>)."""
     path = Path(path)
     cues = ["WEBVTT\n"]
-    for i, t in enumerate(_subtitle_turns(result), start=1):
+    turns = _subtitle_turns(result)
+    for i, t in enumerate(turns, start=1):
         name = _vtt_escape(t.name or t.speaker)
         cues.append(f"{i}\n{format_timestamp(t.start, '.')} --> {format_timestamp(t.end, '.')}\n"
-                    f"<v {name}>{_vtt_escape(_cue_text(t))}</v>\n")
+                    f"<v {name}>{_vtt_escape(_cue_text(t, turns))}</v>\n")
     path.write_text("\n".join(cues), encoding="utf-8")
     return path
 

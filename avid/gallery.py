@@ -426,6 +426,25 @@ class Gallery:
             self.refresh_prototypes(person_id)
         return int(changed)
 
+    def replace_embeddings(self, modality: str, vectors: dict[int, np.ndarray], backend: str,
+                           drop: Sequence[int] = ()) -> None:
+        """Swap every ``modality`` observation's embedding for ``vectors`` ({observation id: vector}) from encoder
+        ``backend``, deleting the ids in ``drop``: all at once or nothing, so that a store never holds two encoders'
+        vectors. The raw prototypes are recomputed; the shared model (fitted on the old vectors) is dropped."""
+        with self.transaction() as db:
+            ids = {r[0] for r in db.execute("SELECT id FROM observations WHERE modality = ?", (modality,))}
+            if ids != set(vectors) | set(drop):
+                raise StoreError(f"re-embedding must cover every {modality} observation")
+            db.executemany("DELETE FROM observations WHERE id = ?", [(int(i),) for i in drop])
+            db.executemany("UPDATE observations SET embedding = ?, backend = ?, dim = ? WHERE id = ?",
+                           [(to_blob(v), backend, int(np.asarray(v).size), int(i)) for i, v in vectors.items()])
+            if db.execute("DELETE FROM model").rowcount > 0:
+                db.execute("DELETE FROM prototypes WHERE space LIKE 'z%'")
+            for person in self.people():
+                self.refresh_prototypes(person.id, modality)
+        if drop:
+            self._scrub()
+
     def refresh_prototypes(self, person: int | str, modality: Optional[str] = None) -> None:
         """Recompute a person's raw prototypes (the normalised mean of their embeddings per modality)."""
         person_id = self._person_id(person)

@@ -182,14 +182,17 @@ def z_thresholds(model: shared_model.BimodalAutoencoder, face: float, voice: flo
 def encoder_spec(gallery: Gallery, cfg: Config) -> shared_model.ModelSpec:
     """Encoders of the gallery's embeddings (or the configured ones for a modality it has none of) + model sizes."""
     from .faces.embed import ENCODERS
-    from .voice.embed import VoiceEncoder
+    from .voice.embed import VOICE_ENCODERS
 
     have = gallery.encoders()
     backend = cfg.faces.encoder.backend
     if "face" not in have and backend not in ENCODERS:
         raise ConfigError(f"unknown faces.encoder.backend {backend!r}")
     face = have["face"] if "face" in have else (backend, ENCODERS[backend].dim)
-    voice = have.get("voice", (VoiceEncoder.name, VoiceEncoder.dim))
+    voice_backend = cfg.voice.encoder.backend
+    if "voice" not in have and voice_backend not in VOICE_ENCODERS:
+        raise ConfigError(f"unknown voice.encoder.backend {voice_backend!r}")
+    voice = have["voice"] if "voice" in have else (voice_backend, VOICE_ENCODERS[voice_backend].dim)
     # z is at least as wide as either embedding, so that each encoder can start as an exact isometry.
     z_dim = max(int(cfg.shared.z_dim), int(face[1]), int(voice[1]))
     return shared_model.ModelSpec(face_backend=face[0], face_dim=int(face[1]), voice_backend=voice[0],
@@ -267,6 +270,39 @@ def refresh_z_prototypes(gallery: Gallery, person_ids: Optional[Sequence[int]] =
             vectors = {p.id: v for p, v in zip(people, matrix) if p.id not in fresh}
             vectors.update({pid: v for pid, spaces in fresh.items() for v in spaces[space].values()})
             gallery.set_prototypes(space, vectors)
+
+
+# ---------------------------------------------------------------------------------------------- re-embedding
+def reembed_voices(gallery: Gallery, cfg: Config, models: Models, drop_missing: bool = False) -> dict:
+    """Embed every stored voice again with the configured voice encoder, from its source file (the stretch
+    ``start``-``end`` where recorded), so that a gallery or library made with another encoder can be used.
+
+    Observations whose source file is gone cannot be re-embedded: unless ``drop_missing`` nothing is changed
+    (AvidError lists them); with it they are deleted. Returns counts and the encoder used.
+    """
+    from .media import load_audio
+
+    encoder = models.voice_encoder
+    vectors: dict[int, np.ndarray] = {}
+    missing: list[tuple[int, str]] = []
+    rate = int(cfg.media.audio_sample_rate)
+    for obs in gallery.observations(modality="voice"):
+        if not Path(obs.source).is_file():
+            missing.append((obs.id, obs.source))
+            continue
+        audio = load_audio(obs.source, rate)
+        if obs.start is not None and obs.end is not None:
+            audio = audio[int(obs.start * rate):int(obs.end * rate)]
+        try:
+            vectors[obs.id] = encoder.embed_utterance(audio)
+        except NoContentError:
+            vectors[obs.id] = encoder.embed_utterance(audio, trim_silence=False)
+    if missing and not drop_missing:
+        listed = "\n".join(f"  {source}" for _, source in missing[:20])
+        raise AvidError(f"{len(missing)} voice observations have no source file any more, so they cannot be "
+                        f"re-embedded (nothing was changed; --drop-missing deletes them):\n{listed}")
+    gallery.replace_embeddings("voice", vectors, encoder.name, drop=[i for i, _ in missing])
+    return {"reembedded": len(vectors), "dropped": len(missing), "backend": encoder.name}
 
 
 # ---------------------------------------------------------------------------------------------- enrol
@@ -353,7 +389,7 @@ def score_people(gallery: Gallery, face: Optional[np.ndarray], voice: Optional[n
             raise AvidError(f"the gallery holds {have[modality][0]} {modality} embeddings but this query's are "
                             f"{backend}: use the same encoder (faces.encoder.backend) as at enrolment")
     thresholds = {"face": raw_threshold(cfg, have.get("face", (face_backend or cfg.faces.encoder.backend,))[0]),
-                  "voice": raw_threshold(cfg, have.get("voice", (voice_backend or "resemblyzer",))[0])}
+                  "voice": raw_threshold(cfg, have.get("voice", (voice_backend or cfg.voice.encoder.backend,))[0])}
     queries = {"face": face, "voice": voice}
     model = None
     if use_model:

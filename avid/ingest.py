@@ -24,7 +24,7 @@ from .errors import AvidError, NoContentError
 from .types import FaceDetection, FaceTrack, Frame, IngestResult, MediaInfo
 
 SCHEMA_NAME = "avid.ingest"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: voice windows are local speakers of segmentation windows
 EMBEDDING_ARRAYS = ("face_tracks", "speech_regions", "voice_windows")
 
 ProgressCallback = Callable[[float, float], None]   # called with (media seconds done, media seconds in all)
@@ -56,9 +56,9 @@ class Models:
     @property
     def voice_encoder(self):
         if self._voice_encoder is None:
-            from .voice.embed import VoiceEncoder
+            from .voice.embed import get_voice_encoder
 
-            self._voice_encoder = VoiceEncoder(self.cfg)
+            self._voice_encoder = get_voice_encoder(self.cfg)
         return self._voice_encoder
 
 
@@ -81,7 +81,8 @@ def process_file(path: str | Path, cfg: Config, models: Models | None = None,
         elif info.has_video:
             result.face_tracks = _video_faces(path, info, cfg, models, progress)
         if speech is not None:
-            result.speech_regions, result.voice_windows, result.energy = speech.result()
+            result.speech_regions, analysis, result.energy = speech.result()
+            result.voice_windows, result.segmentation = analysis.windows, analysis.segmentation
     _explain_missing(result)
     return result
 
@@ -121,15 +122,15 @@ def _video_faces(path, info: MediaInfo, cfg: Config, models: Models,
 
 
 def _speech(path, cfg: Config, models: Models):
-    """Speech regions, voice windows and the energy track, from one pass over the audio."""
-    from .voice.embed import analyse_audio
+    """Speech regions, the segmentation with its local-speaker embeddings, and the energy track: one audio pass."""
+    from .voice.speech import analyse_speech
     from .voice.vad import EnergyMeter
 
     sample_rate = cfg.media.audio_sample_rate
     meter = EnergyMeter(cfg, sample_rate)
     chunks = (meter.feed(chunk) for chunk in media.iter_audio(path, sample_rate, cfg.media.audio_chunk_seconds))
-    regions, windows = analyse_audio(chunks, cfg, models.voice_encoder, sample_rate=sample_rate)
-    return regions, windows, meter.track()
+    regions, analysis = analyse_speech(chunks, cfg, models.voice_encoder, sample_rate=sample_rate)
+    return regions, analysis, meter.track()
 
 
 def _explain_missing(result: IngestResult) -> None:
@@ -266,7 +267,9 @@ def to_document(result: IngestResult, embeddings_file: str) -> tuple[dict, dict[
             for t, ref in zip(tracks, track_refs)],
         "speech_regions": [{"start": _round(r.start), "end": _round(r.end), "embedding": ref}
                            for r, ref in zip(regions, region_refs)],
-        "voice_windows": [{"start": _round(w.start), "end": _round(w.end), "embedding": ref}
+        "voice_windows": [{"start": _round(w.start), "end": _round(w.end), "window": w.chunk,
+                           "local_speaker": w.local_speaker, "alone_seconds": _round(w.clean_seconds),
+                           "embedding": ref}
                           for w, ref in zip(windows, window_refs)],
         "warnings": list(result.warnings),
     }

@@ -3,13 +3,14 @@
 ``label_recording`` runs the whole job on one recording:
 
 1. ingest: face tracks (with mouth openness per detection), speech regions and voice windows;
-2. diarization: voice windows -> speaker turns ("spk0", "spk1"...; overlapping speech flagged);
+2. diarization: segmentation-3.0 local speakers and their voice embeddings -> speaker turns ("spk0", "spk1"...;
+   overlapped speech has both speakers' turns, flagged);
 3. active-speaker association: each speaker is linked to the visible face tracks whose mouths move while it speaks.
    Evidence per (speaker, track): co-occurrence (how much of the speaker's speech the face is on screen for) and
    mouth motion (the spread of mouth openness during that speech above the jitter of a still mouth, against its
    spread while the speaker is silent, plus its correlation with the speech energy). A speaker with no such face
    stays voice-only; a face track belongs to at most one speaker, and a speaker has one face at a time.
-4. naming: each speaker's voice (the mean of its window embeddings) plus the embedding of its main face track are
+4. naming: each speaker's voice (the mean of its local-speaker embeddings) plus the embedding of its main face track are
    matched against the gallery; unmatched speakers get stable ``unknown-N`` labels in order of first speech, and
    ``enroll_unknown`` adds them to the gallery.
 
@@ -262,16 +263,15 @@ def _link_turns(turns: list[SpeechTurn], tracks: list[FaceTrack], links: dict[st
 
 
 # --------------------------------------------------------------------------------------------------- naming
-def speaker_voice(speaker_turns: list[SpeechTurn], windows: list[VoiceWindow]) -> Optional[np.ndarray]:
-    """The mean (re-normalised) of the voice windows centred inside the speaker's turns; overlapped turns are
-    left out while there are others, as mixed speech blurs the voice."""
-    clean = [t for t in speaker_turns if not t.overlap] or speaker_turns
-    centres = np.array([(w.start + w.end) / 2 for w in windows])
-    picked = np.flatnonzero(_in_turns(centres, clean))
-    if picked.size == 0:
+def speaker_voice(speaker_windows: list[VoiceWindow]) -> Optional[np.ndarray]:
+    """A speaker's voice: the mean (re-normalised) of the embeddings of its speech, the windows where it talks
+    alone longest first counted (mixed or short speech blurs the voice) while there are any."""
+    if not speaker_windows:
         return None
-    mean = unit_mean([windows[i].embedding for i in picked])
-    return mean if mean.any() else None
+    longest = max(w.clean_seconds for w in speaker_windows)
+    clean = [w for w in speaker_windows if w.clean_seconds >= min(1.0, longest)]
+    mean = unit_mean([w.embedding for w in clean])
+    return mean if mean is not None and mean.any() else None
 
 
 def _unknown_number(name: str, prefix: str) -> Optional[int]:
@@ -279,10 +279,12 @@ def _unknown_number(name: str, prefix: str) -> Optional[int]:
     return int(found.group(1)) if found else None
 
 
-def name_speakers(turns: list[SpeechTurn], windows: list[VoiceWindow], tracks: list[FaceTrack],
+def name_speakers(turns: list[SpeechTurn], voices: dict[str, list[VoiceWindow]], tracks: list[FaceTrack],
                   links: dict[str, list[int]], cfg: Config, gallery=None, enroll_unknown: bool = False,
                   source: str = "", backends: tuple[str, str] = ("", "")) -> list[SpeakerLabel]:
     """Name every speaker from the gallery (voice + main linked face), or ``unknown-N`` in order of first speech.
+
+    ``voices``: each speaker's voice windows (what diarization assigned to it).
 
     Numbering continues after the highest ``unknown-N`` already in the gallery, so labels never collide with
     people enrolled earlier; ``enroll_unknown`` stores each unknown speaker (voice and face) under its label.
@@ -297,7 +299,7 @@ def name_speakers(turns: list[SpeechTurn], windows: list[VoiceWindow], tracks: l
     speakers: list[SpeakerLabel] = []
     for speaker, speaker_turns in by_speaker.items():   # in order of first speech
         track_ids = links.get(speaker, [])
-        voice = speaker_voice(speaker_turns, windows)
+        voice = speaker_voice(voices.get(speaker, []))
         face = tracks_by_id[track_ids[0]].embedding if track_ids else None
         label = SpeakerLabel(speaker=speaker, name="", track_ids=list(track_ids),
                              speech_seconds=float(sum(t.end - t.start for t in speaker_turns)),
@@ -407,11 +409,16 @@ def label_recording(path: str | Path, cfg: Config, gallery=None, num_speakers: O
     info = result.media
     labelled = LabelResult(media=info, face_tracks=list(result.face_tracks), warnings=list(result.warnings))
     turns: list[SpeechTurn] = []
-    if info.has_audio and result.voice_windows:
+    voices: dict[str, list[VoiceWindow]] = {}
+    if info.has_audio and result.voice_windows and result.segmentation is not None:
         from .voice.diarize import diarize
 
-        turns = diarize(result.voice_windows, cfg, num_speakers=num_speakers, min_speakers=min_speakers,
-                        max_speakers=max_speakers, regions=result.speech_regions)
+        diarization = diarize(result.segmentation, result.voice_windows, cfg, num_speakers=num_speakers,
+                              min_speakers=min_speakers, max_speakers=max_speakers)
+        turns = diarization.turns
+        for window, speaker in zip(result.voice_windows, diarization.window_speakers):
+            if speaker is not None:
+                voices.setdefault(speaker, []).append(window)
     if not turns and result.speech_regions:   # (no audio stream and no speech are already in the warnings)
         labelled.warnings.append("speech too short to tell speakers apart: no speaker turns")
     links: dict[str, list[int]] = {}
@@ -420,10 +427,11 @@ def label_recording(path: str | Path, cfg: Config, gallery=None, num_speakers: O
         links = association.links
         for absorbed, kept in association.merged:
             labelled.warnings.append(f"voices {kept} and {absorbed} are one speaker: the same face speaks both")
+            voices.setdefault(kept, []).extend(voices.pop(absorbed, []))
         if association.merged:
             turns = _join_adjacent(turns, float(cfg.diarization.merge_gap_seconds))
     labelled.turns = sorted(turns, key=lambda t: (t.start, t.end))
-    labelled.speakers = name_speakers(labelled.turns, result.voice_windows, result.face_tracks, links, cfg,
+    labelled.speakers = name_speakers(labelled.turns, voices, result.face_tracks, links, cfg,
                                       gallery=gallery, enroll_unknown=enroll_unknown, source=str(path),
                                       backends=(result.face_backend, result.voice_backend))
     labelled.track_names = name_tracks(result.face_tracks, labelled.speakers, gallery, cfg, result.face_backend)

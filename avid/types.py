@@ -90,11 +90,16 @@ class SpeechRegion:
 
 @dataclass
 class VoiceWindow:
-    """A fixed-length window inside a speech region, embedded for diarization."""
+    """One speaker's speech inside one segmentation window, embedded: what diarization clusters and what a
+    recording's voices are made of. ``start``/``end`` bound the frames embedded (where the speaker talks alone,
+    when it does enough); ``chunk`` and ``local_speaker`` say which window and which of its local speakers."""
 
     start: float
     end: float
     embedding: np.ndarray
+    chunk: int = -1
+    local_speaker: int = -1
+    clean_seconds: float = 0.0      # seconds the speaker talks alone in the window
 
 
 @dataclass
@@ -158,6 +163,7 @@ class IngestResult:
     speech_regions: list[SpeechRegion] = field(default_factory=list)
     voice_windows: list[VoiceWindow] = field(default_factory=list)
     energy: Optional["EnergyTrack"] = None   # audio level over time, for active-speaker cues (kept in memory only)
+    segmentation: Optional[object] = None     # avid.voice.speech.LocalSpeakers, for diarization (in memory only)
     face_backend: str = ""
     face_dim: int = 0
     voice_backend: str = ""

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Audio-only diarization error rate on ../shared/data/diarization (sample.wav and the 9 AMI excerpts).
 
-For every file: VAD + window embeddings + clustering with the speaker count estimated (the headline), scored by
-pyannote.metrics with overlap scored, at collar 0.5 (0.25 s each side of every reference boundary) and collar 0.
+For every file: segmentation-3.0 + local-speaker embeddings + clustering with the speaker count estimated (the
+headline), scored by pyannote.metrics with overlap scored, at collar 0.5 (0.25 s each side of every reference
+boundary) and collar 0. The AMI overlap line says how much of the time with two or more reference speakers is
+labelled with two or more, and how much of the time labelled so really has them.
 ``--oracle`` adds a column with the reference speaker count given to the clustering. ``--ceilings`` splits the
 error by cause: it scores the reference labels inside the speech avid detected (perfect labelling, overlap
 included: the error the speech detection alone leaves) and the same with one speaker at a time (the best any
@@ -25,7 +27,7 @@ from avid.config import load_config
 from avid.evaluation.diarization import diarize_file, oracle_labels, read_rttm, score_der, write_rttm
 from avid.media import probe
 from avid.voice.diarize import to_annotation
-from avid.voice.embed import VoiceEncoder
+from avid.voice.embed import get_voice_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +54,8 @@ def main() -> int:
     files.update({path.stem: path for path in sorted((data / "ami_train").glob("*.wav"))})
 
     cfg = load_config(args.config)
-    encoder = VoiceEncoder(cfg)
+    encoder = get_voice_encoder(cfg)
+    overlap = np.zeros(3)   # reference time with 2+ speakers, of it labelled with 2+, hypothesis time with 2+
     modes = ["auto"] + (["oracle"] if args.oracle else []) + (["vad-only", "no-overlap"] if args.ceilings else [])
     totals = {(mode, collar): np.zeros(4) for mode in modes for collar in COLLARS}   # missed, fa, confusion, total
     per_file = {(mode, collar): [] for mode in modes for collar in COLLARS}
@@ -79,6 +82,8 @@ def main() -> int:
                 hypothesis = to_annotation(turns, uri)
             if mode == "auto":
                 auto_turns = turns
+                if uri != "sample":
+                    overlap += overlap_seconds(reference, hypothesis)
                 row += f" {len({t.speaker for t in turns}):3d} {reference.get_timeline().support().duration():6.1f}"
                 if args.rttm_dir:
                     Path(args.rttm_dir).mkdir(parents=True, exist_ok=True)
@@ -103,7 +108,17 @@ def main() -> int:
                   f"{100 * corpus:.1f}% (missed {100 * missed / total:.1f}, "
                   f"false alarm {100 * false_alarm / total:.1f}, confusion {100 * confusion / total:.1f}); "
                   f"mean of per-file DER {100 * np.mean(per_file[mode, collar]):.1f}%")
+    print(f"AMI overlap: {overlap[0]:.1f} s of reference speech has 2+ speakers; {100 * overlap[1] / overlap[0]:.1f}% "
+          f"of it is labelled with 2+ speakers (recall), precision {overlap[1] / max(overlap[2], 1e-9):.2f} "
+          f"({overlap[2]:.1f} s labelled with 2+)")
     return 0
+
+
+def overlap_seconds(reference, hypothesis) -> np.ndarray:
+    """(reference overlap, reference overlap the hypothesis also labels as overlap, hypothesis overlap), seconds."""
+    ref = reference.get_overlap()
+    hyp = hypothesis.get_overlap()
+    return np.array([ref.duration(), ref.crop(hyp, mode="intersection").support().duration(), hyp.duration()])
 
 
 if __name__ == "__main__":

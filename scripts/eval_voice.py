@@ -1,20 +1,23 @@
 #!/usr/bin/env python
-"""Voice-only identification on LibriSpeech (shared data) and the speed of the voice front end.
+"""Voice identification on LibriSpeech (shared data): closed set, open set, and the speed of the speech analysis.
 
-Identification: every utterance of ../shared/data/voices/librispeech_train-clean-100 (251 speakers, one each)
-is cut in two; the first half is enrolled, the second half is the query; top-1 is the share of queries whose
-nearest enrolled embedding (cosine) is their own speaker. ``--reference`` also runs Resemblyzer's own pipeline
-(preprocess_wav + embed_utterance) for comparison.
+Closed set: every utterance of ../shared/data/voices/librispeech_train-clean-100 (251 speakers, one each) is cut
+in two; the first half is enrolled, the second half is the query; top-1 is the share of queries whose nearest
+enrolled embedding (cosine) is their own speaker.
 
-Speed: ``analyse_audio`` (VAD + window and region embeddings) on a 60 s clip built from the shared diarization
-audio, streamed in 30 s chunks, after one warm-up call; wall and CPU seconds and the real-time factor.
+Open set, over ``--splits`` seeded splits: half of the speakers are enrolled, the other half are strangers. A query
+is accepted when its best raw cosine reaches the configured ``identify.raw_thresholds`` entry of the encoder
+(calibrated by ``scripts/eval_chimeric.py --calibrate`` on dev speakers). Reported: genuine queries accepted (and
+correct), strangers accepted.
 
-    python scripts/eval_voice.py [--data ../shared/data] [--reference] [--repeats 3]
+Speed: ``analyse_speech`` (segmentation-3.0 + local-speaker embeddings) on a 60 s clip built from the shared
+diarization audio, streamed in 30 s chunks, after one warm-up call; wall and CPU seconds, real-time factor.
+
+    python scripts/eval_voice.py [--data ../shared/data] [--config FILE] [--splits 5] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,30 +25,43 @@ from pathlib import Path
 import numpy as np
 
 from avid.config import load_config
+from avid.identify import raw_threshold
 from avid.media import load_audio
-from avid.voice.embed import VoiceEncoder, analyse_audio
+from avid.voice.embed import get_voice_encoder
+from avid.voice.speech import analyse_speech
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def identification(files: list[Path], embed) -> tuple[float, list[str]]:
+def halves(files: list[Path], embed) -> tuple[np.ndarray, np.ndarray]:
     enrolled, queries = [], []
     for path in files:
         audio = load_audio(path)
         half = len(audio) // 2
         enrolled.append(embed(audio[:half]))
         queries.append(embed(audio[half:]))
-    similarity = np.stack(queries) @ np.stack(enrolled).T
-    best = similarity.argmax(axis=1)
-    wrong = [f"{files[i].name} -> {files[j].name}" for i, j in enumerate(best) if i != j]
-    return float(np.mean(best == np.arange(len(files)))), wrong
+    return np.stack(enrolled), np.stack(queries)
+
+
+def open_set(enrolled: np.ndarray, queries: np.ndarray, threshold: float, splits: int) -> list[dict]:
+    results = []
+    for seed in range(splits):
+        order = np.random.default_rng(seed).permutation(len(enrolled))
+        known, strangers = order[: len(order) // 2], order[len(order) // 2:]
+        scores = queries @ enrolled[known].T
+        best, best_score = scores.argmax(1), scores.max(1)
+        genuine_ok = (best_score[known] >= threshold) & (known[best[known]] == known)
+        results.append({"seed": seed, "genuine_accepted": float(np.mean(best_score[known] >= threshold)),
+                        "genuine_correct": float(np.mean(genuine_ok)),
+                        "strangers_accepted": float(np.mean(best_score[strangers] >= threshold))})
+    return results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--config", help="YAML overriding configs/default.yaml")
-    parser.add_argument("--reference", action="store_true", help="also run Resemblyzer's own pipeline")
+    parser.add_argument("--splits", type=int, default=5, help="seeded open-set splits")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the 60 s clip")
     args = parser.parse_args()
 
@@ -55,35 +71,38 @@ def main() -> int:
         print(f"LibriSpeech voices not found under {data}", file=sys.stderr)
         return 2
     cfg = load_config(args.config)
-    encoder = VoiceEncoder(cfg)
+    encoder = get_voice_encoder(cfg)
 
     started = time.perf_counter()
-    top1, wrong = identification(files, encoder.embed_utterance)
-    print(f"voice identification, {len(files)} speakers, first half enrolled / second half queried: "
-          f"top-1 {100 * top1:.2f}% ({len(wrong)} wrong) in {time.perf_counter() - started:.1f}s")
+    enrolled, queries = halves(files, encoder.embed_utterance)
+    best = (queries @ enrolled.T).argmax(axis=1)
+    wrong = [f"{files[i].name} -> {files[j].name}" for i, j in enumerate(best) if i != j]
+    top1 = float(np.mean(best == np.arange(len(files))))
+    print(f"{encoder.name}: closed-set top-1 {100 * top1:.1f}% over {len(files)} speakers "
+          f"({time.perf_counter() - started:.1f} s)")
     for line in wrong:
         print(f"  wrong: {line}")
-    if args.reference:
-        from resemblyzer import VoiceEncoder as ResemblyzerEncoder, preprocess_wav
+    threshold = raw_threshold(cfg, encoder.name)
+    results = open_set(enrolled, queries, threshold, args.splits)
+    print(f"open set at raw cosine {threshold} ({args.splits} splits, {len(files) // 2} enrolled / "
+          f"{len(files) - len(files) // 2} strangers each):")
+    for r in results:
+        print(f"  seed {r['seed']}: genuine accepted {100 * r['genuine_accepted']:.1f}% "
+              f"(correct {100 * r['genuine_correct']:.1f}%), strangers accepted {100 * r['strangers_accepted']:.1f}%")
+    print(f"  mean: genuine accepted {100 * np.mean([r['genuine_accepted'] for r in results]):.1f}%, "
+          f"strangers accepted {100 * np.mean([r['strangers_accepted'] for r in results]):.1f}% "
+          f"(worst {100 * max(r['strangers_accepted'] for r in results):.1f}%)")
 
-        reference = ResemblyzerEncoder("cpu", verbose=False)
-        started = time.perf_counter()
-        top1, wrong = identification(files, lambda audio: reference.embed_utterance(preprocess_wav(audio)))
-        print(f"Resemblyzer's own pipeline: top-1 {100 * top1:.2f}% ({len(wrong)} wrong) "
-              f"in {time.perf_counter() - started:.1f}s")
-
-    diarization = data / "diarization"
-    clip = np.concatenate([load_audio(diarization / "sample.wav"), load_audio(diarization / "ami_train" / "trn03.wav")])
-    chunk = int(cfg.media.audio_sample_rate * cfg.media.audio_chunk_seconds)
-    duration = len(clip) / cfg.media.audio_sample_rate
-    analyse_audio([clip[:chunk]], cfg, encoder)   # warm-up: first calls allocate and load
+    clip = np.concatenate([load_audio(p) for p in sorted((data / "diarization").glob("**/*.wav"))])[:60 * 16000]
+    duration = len(clip) / 16000
+    chunk = 30 * 16000
+    analyse_speech([clip[:chunk]], cfg, encoder)   # warm-up: first calls allocate and load
     for _ in range(args.repeats):
         wall, cpu = time.perf_counter(), time.process_time()
-        regions, windows = analyse_audio((clip[i:i + chunk] for i in range(0, len(clip), chunk)), cfg, encoder)
+        analyse_speech((clip[i:i + chunk] for i in range(0, len(clip), chunk)), cfg, encoder)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        print(f"analyse_audio on a {duration:.0f} s clip: {wall:.2f} s wall, {cpu:.2f} s CPU, real-time factor "
-              f"{wall / duration:.3f} ({len(regions)} regions, {len(windows)} windows; load average "
-              f"{os.getloadavg()[0]:.1f})")
+        print(f"analyse_speech on a {duration:.0f} s clip: {wall:.2f} s wall, {cpu:.2f} s CPU, "
+              f"{duration / wall:.0f}x real time")
     return 0
 
 

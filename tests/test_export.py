@@ -38,7 +38,7 @@ def _result(path: Path) -> LabelResult:
     info = media.probe(path)
     face = FaceTrack(id=7, detections=[FaceDetection(time=t, box=(100.0, 40.0, 220.0, 180.0), probability=0.99)
                                        for t in np.arange(0.0, 3.0, 0.2)])
-    turns = [SpeechTurn(0.5, 1.4, "spk0", track_id=7, name="Eileen Collins", score=0.81),
+    turns = [SpeechTurn(0.5, 1.4, "spk0", overlap=True, track_id=7, name="Eileen Collins", score=0.81),
              SpeechTurn(1.2, 1.9, "spk1", overlap=True, name="unknown 1"),
              SpeechTurn(1.9, 2.75, "spk0", track_id=7, name="Eileen Collins", score=0.81)]
     speakers = [SpeakerLabel("spk0", "Eileen Collins", person_id=3, score=0.81, modality="both", known=True,
@@ -101,7 +101,9 @@ def test_srt_cues_parse_back_in_order(tmp_path, short_video):
         assert end > start
         starts.append(start)
     assert starts == sorted(starts) == [0.5, 1.2, 1.9]
-    assert blocks[1].endswith("unknown 1 (overlapping)")
+    assert blocks[0].endswith("Eileen Collins (with unknown 1)")    # both names where two talk at once
+    assert blocks[1].endswith("unknown 1 (with Eileen Collins)")
+    assert blocks[2].endswith("\nEileen Collins")
 
 
 def test_vtt_cues_parse_back_in_order(tmp_path, short_video):
@@ -115,7 +117,7 @@ def test_vtt_cues_parse_back_in_order(tmp_path, short_video):
         assert found, timing
         starts.append(_seconds(found.groups()[:4]))
         assert _seconds(found.groups()[4:]) > starts[-1]
-        assert re.fullmatch(r"<v ([^>]+)>\1( \(overlapping\))?</v>", cue), cue
+        assert re.fullmatch(r"<v ([^>]+)>\1( \(with [^)]+\))?</v>", cue), cue
     assert starts == sorted(starts) == [0.5, 1.2, 1.9]
 
 

@@ -245,3 +245,28 @@ def test_people_named_after_training_are_matched_in_z(tmp_path, media, cfg, mode
         assert [p.name for p in gallery.prototypes("z_face")[0]] == ["Eileen"]
         result = identify.query(gallery, image=media["grace_2"], cfg=cfg, models=models)
         assert result.space == "z" and result.answer.name == "Grace"
+
+
+def test_voices_of_another_encoder_are_refused_then_reembedded(tmp_path, media, cfg, models):
+    """A gallery made with Resemblyzer: a CAM++ query is refused with a clear message; `reembed` swaps every
+    stored voice for a CAM++ one from its source file, all or nothing."""
+    old = load_config(overrides={"voice": {"encoder": {"backend": "resemblyzer"}}})
+    old_models = Models(old)
+    gone = tmp_path / "gone.wav"
+    gone.write_bytes(open(media["grace_voice_0"], "rb").read())
+    with Gallery(tmp_path / "g.db") as gallery:
+        identify.enroll(gallery, "Eileen", audios=[media["eileen_voice_0"]], cfg=old, models=old_models)
+        identify.enroll(gallery, "Grace", audios=[str(gone)], cfg=old, models=old_models)
+        assert gallery.encoders()["voice"] == ("resemblyzer", 256)
+        query = identify.evidence_from(media["eileen_voice_1"], cfg, models)
+        with pytest.raises(AvidError, match="resemblyzer voice embeddings"):
+            identify.query_embeddings(gallery, query, cfg=cfg)
+        gone.unlink()
+        with pytest.raises(AvidError, match="no source file"):
+            identify.reembed_voices(gallery, cfg, models)
+        assert gallery.encoders()["voice"] == ("resemblyzer", 256)          # nothing changed
+        counts = identify.reembed_voices(gallery, cfg, models, drop_missing=True)
+        assert counts == {"reembedded": 1, "dropped": 1, "backend": "campplus"}
+        assert gallery.encoders()["voice"] == ("campplus", 192)
+        best = identify.query_embeddings(gallery, query, cfg=cfg).matches[0]
+        assert best.name == "Eileen" and best.accepted

@@ -103,8 +103,13 @@ def test_two_voice_clusters_spoken_by_one_face_are_merged(cfg, two_faces_one_nar
 
 
 # ------------------------------------------------------------------------------------------- naming, no gallery
-def _windows(turns: list[SpeechTurn], voices: dict[str, np.ndarray]) -> list[VoiceWindow]:
-    return [VoiceWindow(t.start, min(t.end, t.start + 1.5), voices[t.speaker]) for t in turns]
+def _windows(turns: list[SpeechTurn], voices: dict[str, np.ndarray]) -> dict[str, list[VoiceWindow]]:
+    """Each speaker's voice windows, as diarization assigns them."""
+    by_speaker: dict[str, list[VoiceWindow]] = {}
+    for t in turns:
+        by_speaker.setdefault(t.speaker, []).append(VoiceWindow(t.start, t.end, voices[t.speaker],
+                                                                clean_seconds=t.end - t.start))
+    return by_speaker
 
 
 def test_unknown_labels_follow_first_speech_and_are_stable(cfg):

@@ -31,7 +31,10 @@ def test_talking_video_gives_a_face_track_and_speech(talking_video, tmp_path, ca
     track = document["face_tracks"][0]
     assert track["num_detections"] >= 0.8 * document["media"]["duration"] * load_config().media.frame_rate
     assert track["end"] - track["start"] > 0.8 * document["media"]["duration"]
-    assert len(document["speech_regions"]) >= 1 and len(document["voice_windows"]) >= 3
+    assert len(document["speech_regions"]) >= 1 and len(document["voice_windows"]) >= 1
+    for window in document["voice_windows"]:   # one speaker's speech in one segmentation window
+        assert 0 <= window["start"] < window["end"] <= document["media"]["duration"] + 1e-3
+        assert window["local_speaker"] in (0, 1, 2) and window["window"] >= 0
     # Every embedding reference points at a unit-length row of the right array.
     for item in document["face_tracks"] + document["speech_regions"] + document["voice_windows"]:
         ref = item["embedding"]

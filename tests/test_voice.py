@@ -1,4 +1,4 @@
-"""Voice front end: voice activity detection, the Resemblyzer encoder and the streaming analysis."""
+"""Voice front end: voice activity detection, the voice encoders and the streaming segmentation analysis."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,7 +12,8 @@ from avid import synthetic
 from avid.config import load_config
 from avid.errors import ConfigError, NoContentError
 from avid.types import SpeechRegion
-from avid.voice.embed import VoiceEncoder, analyse_audio, mel_spectrogram, normalize_volume, window_spans
+from avid.voice.embed import CamPlusPlusEncoder, VoiceEncoder, mel_spectrogram, normalize_volume, window_spans
+from avid.voice.speech import LocalSpeakerAnalyzer, analyse_speech, window_starts
 from avid.voice.vad import SileroNetwork, SpeechDetector, _silero_network, detect_speech, speech_energy
 
 SR = 16000
@@ -201,53 +202,80 @@ def test_same_voice_is_closer_than_another_voice(encoder, speech, other_speech):
     assert a1 @ a2 > a1 @ b + 0.05
 
 
-def test_windows_lie_inside_regions_and_regions_get_embeddings(encoder, speech):
-    audio = np.concatenate([synthetic.silence(1.0), speech, synthetic.silence(1.0)])
-    regions = [SpeechRegion(1.0, 1.0 + len(speech) / SR), SpeechRegion(0.2, 0.5)]
-    windows = encoder.embed_windows(audio, 0.0, regions)
-    assert len(windows) >= 4
-    for window in windows:
-        assert regions[0].start - 1e-6 <= window.start < window.end <= regions[0].end + 1e-6
-        assert window.end - window.start == pytest.approx(encoder.window_seconds, abs=0.011)
-        assert np.linalg.norm(window.embedding) == pytest.approx(1.0, abs=1e-5)
-    assert regions[0].embedding is not None and regions[0].embedding.shape == (256,)
-    assert regions[1].embedding is None         # shorter than voice.embed.min_region_seconds
+# ----------------------------------------------------------------------- segmentation-3.0 speech analysis
+
+@pytest.fixture(scope="module")
+def campplus():
+    return CamPlusPlusEncoder(load_config())
 
 
-def test_analyse_audio_streams_regions_windows_and_embeddings(encoder, speech, other_speech):
+def test_campplus_voice_of_a_clip_is_a_unit_vector_and_tells_voices_apart(campplus, speech, other_speech):
+    a1 = campplus.embed_utterance(speech[: len(speech) // 2])
+    a2 = campplus.embed_utterance(speech[len(speech) // 2:])
+    b = campplus.embed_utterance(other_speech)
+    assert a1.shape == (192,) and np.linalg.norm(a1) == pytest.approx(1.0, abs=1e-5)
+    assert a1 @ a2 > a1 @ b + 0.1
+    with pytest.raises(NoContentError):
+        campplus.embed_utterance(synthetic.silence(2.0))
+
+
+def test_speech_regions_are_tight_and_streaming_gives_the_same_result(campplus, speech, other_speech):
     cfg = load_config()
     audio = np.concatenate([synthetic.silence(1.0), speech, synthetic.silence(2.0), other_speech,
                             synthetic.silence(1.0)])
+    regions, analysis = analyse_speech([audio], cfg, campplus)
+    first_end = 1.0 + len(speech) / SR
+    second = (first_end + 2.0, first_end + 2.0 + len(other_speech) / SR)
+    assert len(regions) >= 2
+    # No padding: regions start and end with the speech (eSpeak's pauses between words may split a region).
+    assert regions[0].start == pytest.approx(1.0, abs=0.15)
+    assert max(r.end for r in regions if r.end < second[0]) == pytest.approx(first_end, abs=0.25)
+    assert min(r.start for r in regions if r.start > first_end) == pytest.approx(second[0], abs=0.15)
+    assert regions[-1].end == pytest.approx(second[1], abs=0.25)
+    assert all(r.embedding is not None for r in regions if r.duration >= 0.5)
     chunks = [audio[i:i + 20000] for i in range(0, len(audio), 20000)]
-    regions, windows = analyse_audio(chunks, cfg, encoder)
-    assert [(r.start, r.end) for r in regions] == [(r.start, r.end) for r in detect_speech(audio, cfg)]
-    assert len(regions) == 2
-    assert all(r.embedding is not None for r in regions)
-    assert all(any(r.start <= w.start and w.end <= r.end for r in regions) for w in windows)
-    assert regions[0].embedding @ regions[1].embedding < 0.9     # two different voices
+    streamed, streamed_analysis = analyse_speech(chunks, cfg, campplus)
+    assert [(r.start, r.end) for r in streamed] == [(r.start, r.end) for r in regions]
+    assert np.array_equal(streamed_analysis.segmentation.activity, analysis.segmentation.activity)
+    assert len(streamed_analysis.windows) == len(analysis.windows)
+
+
+def test_silence_gives_no_speech_and_no_voices(campplus):
+    regions, analysis = analyse_speech([synthetic.silence(25.0)], load_config(), campplus)
+    assert regions == [] and analysis.windows == []
+    assert analysis.segmentation.speaker_count().max() == 0
+
+
+def test_a_clip_shorter_than_a_window_is_analysed(campplus, speech):
+    regions, analysis = analyse_speech([speech], load_config(), campplus)
+    assert len(analysis.segmentation.starts) == 1 and regions
+    assert analysis.windows and analysis.windows[0].chunk == 0
 
 
 class RecordingEncoder:
-    """Stands in for the network to record how much audio analyse_audio holds when it embeds."""
+    """Stands in for the voice encoder to record how much audio the analyzer holds when it embeds."""
 
-    min_window_seconds = 0.5
+    def __init__(self, analyzer_ref):
+        self.analyzer_ref = analyzer_ref
+        self.held: list[float] = []
 
-    def __init__(self):
-        self.buffer_seconds: list[float] = []
-
-    def embed_windows(self, audio, offset, regions):
-        self.buffer_seconds.append(len(audio) / SR)
-        return []
+    def embed_local(self, audios, masks, frame_times):
+        self.held.append(len(self.analyzer_ref[0]._buffer) / SR)
+        return [None] * len(audios)
 
 
-def test_analyse_audio_memory_does_not_grow_with_the_stream(speech):
+def test_memory_does_not_grow_with_the_stream(speech):
     cfg = load_config()
     piece = np.concatenate([speech, synthetic.silence(6.0)])
-    n_pieces = 20                                # about 3.5 minutes
+    stream = np.tile(piece, 20)                                 # about 3.5 minutes
     chunk = int(30 * SR)
-    stream = np.tile(piece, n_pieces)
-    recorder = RecordingEncoder()
-    regions, _ = analyse_audio((stream[i:i + chunk] for i in range(0, len(stream), chunk)), cfg, recorder)
-    assert len(regions) == n_pieces
-    # Held audio: at most one chunk plus the open region, never the whole stream.
-    assert max(recorder.buffer_seconds) < 30 + len(speech) / SR + 1.0
+    ref: list = []
+    recorder = RecordingEncoder(ref)
+    analyzer = LocalSpeakerAnalyzer(cfg, recorder)
+    ref.append(analyzer)
+    for i in range(0, len(stream), chunk):
+        analyzer.feed(stream[i:i + chunk])
+    analysis = analyzer.finish()
+    assert len(analysis.segmentation.starts) == len(window_starts(len(stream) / SR, 10.0, 2.5))
+    # Held audio: at most one chunk plus the windows of a batch, never the whole stream.
+    assert max(recorder.held) < 30 + 10 + 8 * 2.5 + 1.0

@@ -1,4 +1,4 @@
-"""`avid people list | show | rename | merge | delete | unknown | name`: manage the people in the gallery."""
+"""`avid people list | show | rename | merge | delete | unknown | name | reembed`: manage the people in the gallery."""
 from __future__ import annotations
 
 import argparse
@@ -50,7 +50,16 @@ def register(subparsers) -> None:
     name.add_argument("name", metavar="NAME")
     name.set_defaults(func=run_name)
 
-    for command in (listing, show, rename, merge, delete, unknown, name):
+    reembed = commands.add_parser("reembed", help="embed every stored voice again with the configured encoder",
+                                  description="Re-embeds every voice observation of the gallery or library from "
+                                              "its source file with voice.encoder.backend, after a change of "
+                                              "encoder. All or nothing; the shared model is dropped (run `avid "
+                                              "train` again).")
+    reembed.add_argument("--drop-missing", action="store_true",
+                         help="delete the voices whose source file is gone instead of refusing")
+    reembed.set_defaults(func=run_reembed)
+
+    for command in (listing, show, rename, merge, delete, unknown, name, reembed):
         add_db_argument(command)
 
 
@@ -141,4 +150,17 @@ def run_name(args: argparse.Namespace) -> int:
 
     person, count = name_cluster(gallery_path(args.db), args.cluster, args.name)
     print(f"named {count} observations of cluster {args.cluster} as {person.name}")
+    return 0
+
+
+def run_reembed(args: argparse.Namespace) -> int:
+    from ..identify import reembed_voices
+    from ..ingest import Models
+
+    cfg = config_from_args(args)
+    with open_gallery(args) as gallery:
+        counts = reembed_voices(gallery, cfg, Models(cfg), drop_missing=args.drop_missing)
+    print(f"re-embedded {counts['reembedded']} voices with {counts['backend']}"
+          + (f", deleted {counts['dropped']} without a source file" if counts["dropped"] else "")
+          + "; run `avid train` to fit the shared model again")
     return 0

@@ -17,7 +17,7 @@ from pyannote.metrics.identification import IdentificationErrorRate
 
 from ..errors import AvidError
 from ..types import SpeechTurn
-from ..voice.diarize import diarize, to_annotation
+from ..voice.diarize import to_annotation
 
 
 def read_rttm(path: str | Path) -> dict[str, Annotation]:
@@ -136,16 +136,18 @@ def _summary(components: dict, rate_name: str) -> dict[str, float]:
 
 
 def diarize_file(path: str | Path, cfg, encoder=None, **count_args) -> list[SpeechTurn]:
-    """Audio of ``path`` -> speech regions and window embeddings -> speaker turns (for scripts and tests).
+    """Audio of ``path`` -> segmentation and local-speaker embeddings -> speaker turns (for scripts and tests).
 
     Silence gives no turns.
     ``count_args``: num_speakers, min_speakers, max_speakers, as for ``avid.voice.diarize.diarize``.
     """
     from ..media import iter_audio          # imported here: scoring alone needs no decoder or network
-    from ..voice.embed import VoiceEncoder, analyse_audio
+    from ..voice.diarize import diarize
+    from ..voice.embed import get_voice_encoder
+    from ..voice.speech import analyse_speech
 
-    encoder = encoder or VoiceEncoder(cfg)
+    encoder = encoder or get_voice_encoder(cfg)
     sample_rate = int(cfg.media.audio_sample_rate)
     chunks = iter_audio(path, sample_rate=sample_rate, chunk_seconds=float(cfg.media.audio_chunk_seconds))
-    regions, windows = analyse_audio(chunks, cfg, encoder, sample_rate=sample_rate)
-    return diarize(windows, cfg, regions=regions, **count_args)
+    _, analysis = analyse_speech(chunks, cfg, encoder, sample_rate=sample_rate)
+    return diarize(analysis.segmentation, analysis.windows, cfg, **count_args).turns

@@ -1,35 +1,48 @@
-"""Diarization: window voice embeddings -> speaker turns ("who speaks when").
+"""Diarization the pyannote 3.x way: local speakers per window -> global speakers -> who speaks when.
 
-1. Cluster the window embeddings by cosine similarity. With the count unknown: agglomerative clustering (average
-   linkage) cut at ``diarization.threshold``; clusters with less than ``min_speaker_seconds`` of windows, or less
-   than ``min_speaker_share`` of all windows, join the nearest larger one (odd windows such as laughter, overlapped
-   speech or windows across a change of speaker otherwise become extra "speakers", and a long recording has
-   enough of them to make several); the count is then kept within [min_speakers, max_speakers]. With a count
-   given (or a bound to enforce): k-means on the unit vectors, which, unlike a tree cut, does not spend a cluster
-   on one outlier. No k-means style refinement follows: where a spurious small cluster had survived, it pulled a
-   sixth of a 2-hour conversation into itself (scripts/bench_long_audio.py).
-2. Score every short frame (``frame_seconds``) of speech against each speaker centroid, averaging the windows
-   that cover it (windows overlap, so each frame sees several), and smooth the scores over ``smooth_seconds``.
-   The best speaker wins the frame; runs shorter than ``min_turn_seconds`` join their neighbours; frames that no
-   window covers (speech too short to embed) take the speaker of the nearest covered frame.
-3. Overlapped speech: where a second speaker scores within ``overlap_margin`` of the best for at least
-   ``min_overlap_seconds``, that speaker is reported as talking too. Every turn that shares time with another
-   speaker's turn has ``overlap=True``.
+Input: the segmentation of the recording (``LocalSpeakers``: per 10 s window, which of up to three local speakers
+talk in each frame) and one voice embedding per (window, local speaker), made by ``avid.voice.speech`` from the
+frames where that speaker talks alone.
+
+1. Cluster the embeddings of the local speakers heard alone for at least ``min_clean_seconds`` (short or mostly
+   overlapped ones embed poorly): agglomerative clustering of the unit vectors (``linkage``, cut at
+   ``threshold``), or cut into the given number of speakers.
+2. Assign every local speaker to a cluster centroid, most similar first, never giving two local speakers of one
+   window the same cluster (they are two people: the network told them apart). With the count estimated,
+   clusters with less speech than ``min_speaker_seconds``, or less than ``min_speaker_share`` of all, are no
+   speakers of their own: their windows join the nearest cluster that is.
+3. Reconstruct: each window's frames carry the clusters of its local speakers; the windows covering a frame
+   average their votes, and the frame's speaker count (also voted by the windows, at most two) picks that many
+   best clusters. Overlapped speech thus gets both speakers.
 
 Labels are "spk0", "spk1", ... in order of first speech.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.ndimage import uniform_filter1d
+from scipy.optimize import linear_sum_assignment
 
 from ..errors import AvidError
-from ..types import SpeechRegion, SpeechTurn, VoiceWindow
+from ..types import SpeechTurn, VoiceWindow
 from ..vectors import unit_rows
+from .speech import LocalSpeakers, _true_runs
 
 
-def _check_counts(num_speakers, min_speakers, max_speakers) -> None:
+@dataclass
+class Diarization:
+    """Speaker turns, and the speaker ("spk0"...) each local-speaker window was assigned to (None: unassigned)."""
+
+    turns: list[SpeechTurn] = field(default_factory=list)
+    window_speakers: list = field(default_factory=list)
+
+    def speaker_windows(self, windows: list[VoiceWindow], speaker: str) -> list[VoiceWindow]:
+        return [w for w, s in zip(windows, self.window_speakers) if s == speaker]
+
+
+def check_counts(num_speakers, min_speakers, max_speakers) -> None:
     for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
                         ("max_speakers", max_speakers)):
         if value is not None and value < 1:
@@ -38,17 +51,14 @@ def _check_counts(num_speakers, min_speakers, max_speakers) -> None:
         raise AvidError(f"min_speakers ({min_speakers}) is more than max_speakers ({max_speakers})")
 
 
-def _centroids(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return unit_rows(np.stack([embeddings[labels == c].mean(0) for c in range(labels.max() + 1)]))
+def _centroids(embeddings: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    return unit_rows(np.stack([embeddings[labels == c].mean(0) for c in range(k)]))
 
 
 def cluster_embeddings(embeddings: np.ndarray, cfg, num_speakers: int | None = None,
-                       min_speakers: int | None = None, max_speakers: int | None = None,
-                       min_size: int = 1) -> np.ndarray:
-    """Cluster labels (0..k-1) of L2-normalised embeddings; k estimated unless ``num_speakers`` is given.
-
-    ``min_size``: with an estimated count, clusters of fewer embeddings join the nearest larger cluster.
-    """
+                       min_speakers: int | None = None, max_speakers: int | None = None) -> np.ndarray:
+    """Cluster labels (0..k-1) of L2-normalised embeddings: the tree cut at ``diarization.threshold``, or into
+    ``num_speakers`` clusters when that is given, the count kept within [min_speakers, max_speakers]."""
     dcfg = cfg.diarization
     n = len(embeddings)
     upper = min(n, max_speakers or int(dcfg.max_speakers))
@@ -57,161 +67,132 @@ def cluster_embeddings(embeddings: np.ndarray, cfg, num_speakers: int | None = N
         lower = upper = min(n, num_speakers)
     if n <= 1 or upper <= 1:
         return np.zeros(n, dtype=int)
+    # The tree needs memory quadratic in its size: a long input builds it on an even sample of its embeddings.
+    sample = np.linspace(0, n - 1, min(n, int(dcfg.max_cluster_windows))).round().astype(int)
+    tree = linkage(embeddings[sample], method=str(dcfg.linkage), metric="euclidean")
     if lower == upper:
-        k = upper
+        cut = _cut_into(tree, embeddings[sample], upper)
     else:
-        # The tree needs memory quadratic in its size: a long input builds it on an even sample of its windows.
-        sample = np.linspace(0, n - 1, min(n, int(dcfg.max_cluster_windows))).round().astype(int)
-        tree = linkage(embeddings[sample], method=dcfg.linkage, metric="cosine")
-        labels = fcluster(tree, t=float(dcfg.threshold), criterion="distance") - 1
-        labels = _absorb_small_clusters(embeddings[sample], labels, max(1, round(min_size * len(sample) / n)))
-        k = labels.max() + 1
-        if lower <= k <= upper:
-            if len(sample) < n:   # every window joins the nearest cluster of the sample
-                labels = (embeddings @ _centroids(embeddings[sample], labels).T).argmax(1)
-            return np.unique(labels, return_inverse=True)[1]
-        k = int(np.clip(k, lower, upper))
+        cut = fcluster(tree, t=float(dcfg.threshold), criterion="distance")
+        k = len(np.unique(cut))
+        if not lower <= k <= upper:
+            cut = _cut_into(tree, embeddings[sample], int(np.clip(k, lower, upper)))
+    labels = np.unique(cut, return_inverse=True)[1]
+    if len(sample) < n:   # every embedding joins the nearest cluster of the sample
+        labels = (embeddings @ _centroids(embeddings[sample], labels, labels.max() + 1).T).argmax(1)
+        labels = np.unique(labels, return_inverse=True)[1]
+    return labels
+
+
+def _cut_into(tree: np.ndarray, embeddings: np.ndarray, k: int) -> np.ndarray:
+    """Labels of exactly ``k`` clusters: the tree's, or k-means' where the tree cannot give k (a centroid-linkage
+    tree can merge below an earlier merge, and then no cut of it has k clusters)."""
+    cut = fcluster(tree, t=k, criterion="maxclust")
+    if len(np.unique(cut)) == k:
+        return cut
     from sklearn.cluster import KMeans   # here, not at the top: importing scikit-learn costs ~1 s of start-up
 
     return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(embeddings)
 
 
-def _absorb_small_clusters(embeddings: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:
-    sizes = np.bincount(labels)
-    large = np.flatnonzero(sizes >= min_size)
-    if len(large) == 0:   # nobody spoke long enough to stand out: one speaker
-        return np.zeros_like(labels)
-    centroids = unit_rows(np.stack([embeddings[labels == c].mean(0) for c in large]))
-    nearest = large[(embeddings @ centroids.T).argmax(1)]
-    labels = np.where(np.isin(labels, large), labels, nearest)
-    return np.unique(labels, return_inverse=True)[1]
+def _speech_seconds(segmentation: LocalSpeakers, windows: list[VoiceWindow], assigned: np.ndarray, k: int):
+    """Seconds of speech of each cluster: its windows' active frames, each second being heard in window / step
+    windows."""
+    starts = segmentation.starts
+    share = float(np.mean(np.diff(starts))) / segmentation.window_seconds if len(starts) > 1 else 1.0
+    active = np.array([segmentation.activity[w.chunk, :, w.local_speaker].sum() for w in windows])
+    return np.bincount(assigned, weights=active * segmentation.frame_step * share, minlength=k)
 
 
-def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
-    """(value, first, end) of each run of equal values."""
-    if len(values) == 0:
-        return []
-    edges = np.flatnonzero(np.diff(values)) + 1
-    starts = np.concatenate([[0], edges])
-    ends = np.concatenate([edges, [len(values)]])
-    return [(int(values[s]), int(s), int(e)) for s, e in zip(starts, ends)]
+def _absorb_small_speakers(segmentation, windows, embeddings, train, labels, assigned, dcfg, min_count: int):
+    """Clusters with less speech than min_speaker_seconds (or min_speaker_share of all speech) are no speakers
+    of their own (laughter, a cough, overlapped speech): their windows join the nearest speaker that is."""
+    speech = _speech_seconds(segmentation, windows, assigned, labels.max() + 1)
+    need = max(float(dcfg.min_speaker_seconds), float(dcfg.min_speaker_share) * float(speech.sum()))
+    large = np.flatnonzero(speech >= need)
+    if len(large) == len(speech) or len(large) < max(1, min_count):
+        return labels, assigned
+    centroids = np.stack([_centroids(embeddings[train], labels, labels.max() + 1)[c] for c in large])
+    labels = (embeddings[train] @ centroids.T).argmax(1)
+    return labels, _assign(windows, embeddings, centroids)
 
 
-def _absorb_short_runs(labels: np.ndarray, min_frames: int) -> np.ndarray:
-    """Inside continuous speech (labels >= 0), runs shorter than ``min_frames`` take their longer neighbour's label."""
-    labels = labels.copy()
-    for _ in range(4):   # a few passes: absorbing one run can leave a neighbour still short
-        changed = False
-        runs = [r for r in _runs(labels) if r[0] >= 0]
-        for i, (label, first, end) in enumerate(runs):
-            if end - first >= min_frames:
-                continue
-            before = runs[i - 1] if i > 0 and runs[i - 1][2] == first else None
-            after = runs[i + 1] if i + 1 < len(runs) and runs[i + 1][1] == end else None
-            neighbours = [r for r in (before, after) if r is not None and r[0] != label]
-            if neighbours:
-                labels[first:end] = max(neighbours, key=lambda r: r[2] - r[1])[0]
-                changed = True
-        if not changed:
-            break
+def _assign(windows: list[VoiceWindow], embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Cluster of every window: within each segmentation window, distinct clusters for distinct local speakers
+    (the most similar overall assignment), as far as there are clusters to go round."""
+    similarity = embeddings @ centroids.T
+    labels = similarity.argmax(1)
+    by_chunk: dict[int, list[int]] = {}
+    for i, window in enumerate(windows):
+        by_chunk.setdefault(window.chunk, []).append(i)
+    for members in by_chunk.values():
+        if 1 < len(members) <= len(centroids):
+            rows, cols = linear_sum_assignment(-similarity[members])
+            labels[np.asarray(members)[rows]] = cols
     return labels
 
 
-def _fill_uncovered(best: np.ndarray, speech: np.ndarray, covered: np.ndarray) -> np.ndarray:
-    """Speech frames that no window covers take the label of the nearest covered frame."""
-    missing = np.flatnonzero(speech & ~covered)
-    known = np.flatnonzero(covered)
-    if len(missing) == 0 or len(known) == 0:
-        return best
-    best = best.copy()
-    right = np.minimum(np.searchsorted(known, missing), len(known) - 1)
-    left = np.maximum(right - 1, 0)
-    nearest = np.where(np.abs(missing - known[left]) <= np.abs(known[right] - missing), known[left], known[right])
-    best[missing] = best[nearest]
-    return best
-
-
-def diarize(windows: list[VoiceWindow], cfg, num_speakers: int | None = None, min_speakers: int | None = None,
-            max_speakers: int | None = None, regions: list[SpeechRegion] | None = None) -> list[SpeechTurn]:
-    """Speaker turns from window embeddings, and the speech regions they came from (to cover short speech).
+def diarize(segmentation: LocalSpeakers, windows: list[VoiceWindow], cfg, num_speakers: int | None = None,
+            min_speakers: int | None = None, max_speakers: int | None = None) -> Diarization:
+    """Speaker turns (overlapped speech with both speakers) from the segmentation and the local-speaker windows.
 
     ``num_speakers`` fixes the count; otherwise it is estimated within [min_speakers, max_speakers].
     """
-    _check_counts(num_speakers, min_speakers, max_speakers)
+    check_counts(num_speakers, min_speakers, max_speakers)
     dcfg = cfg.diarization
-    spans = [(r.start, r.end) for r in regions] if regions else [(w.start, w.end) for w in windows]
-    if not windows:
-        return []
-    step = float(dcfg.frame_seconds)
-    n_frames = int(np.ceil(max(end for _, end in spans + [(w.start, w.end) for w in windows]) / step)) + 1
-
-    speech = np.zeros(n_frames, dtype=bool)
-    for start, end in spans:
-        speech[int(round(start / step)):int(round(end / step))] = True
-
+    if not windows or len(segmentation.starts) == 0:
+        return Diarization([], [None] * len(windows))
     embeddings = unit_rows(np.stack([w.embedding for w in windows]).astype(np.float32))
-    embed_cfg = cfg.voice.embed
-    min_size = 1 + int(np.ceil(max(0.0, float(dcfg.min_speaker_seconds) - float(embed_cfg.window_seconds))
-                               / float(embed_cfg.hop_seconds)))
-    min_size = max(min_size, int(np.ceil(float(dcfg.min_speaker_share) * len(windows))))
-    labels = cluster_embeddings(embeddings, cfg, num_speakers, min_speakers, max_speakers, min_size)
-    k = labels.max() + 1
-    similarity = embeddings @ _centroids(embeddings, labels).T
+    clean = np.array([w.clean_seconds for w in windows])
+    train = np.flatnonzero(clean >= float(dcfg.min_clean_seconds))
+    if len(train) < 2:
+        train = np.arange(len(windows))
+    labels = cluster_embeddings(embeddings[train], cfg, num_speakers, min_speakers, max_speakers)
+    assigned = _assign(windows, embeddings, _centroids(embeddings[train], labels, labels.max() + 1))
+    if num_speakers is None:
+        labels, assigned = _absorb_small_speakers(segmentation, windows, embeddings, train, labels, assigned,
+                                                  dcfg, min_speakers or 1)
+    k = int(max(labels.max(), assigned.max())) + 1
 
-    # Frame scores: mean similarity to each centroid of the windows covering the frame, then smoothed.
-    scores = np.zeros((n_frames, k), dtype=np.float32)
-    cover = np.zeros(n_frames, dtype=np.float32)
-    for window, sim in zip(windows, similarity):
-        first = int(round(window.start / step))
-        end = max(int(round(window.end / step)), first + 1)
-        scores[first:end] += sim
-        cover[first:end] += 1
-    covered = speech & (cover > 0)
-    scores[covered] /= cover[covered, None]
-    smooth = max(1, int(round(float(dcfg.smooth_seconds) / step)))
-    scores = uniform_filter1d(scores, size=smooth, axis=0, mode="nearest")
-
-    best = np.where(covered, scores.argmax(1), -1)
-    best = _absorb_short_runs(best, max(1, int(round(float(dcfg.min_turn_seconds) / step))))
-    best = _fill_uncovered(best, speech, covered)
-    second = _second_speaker(scores, best, covered, dcfg, step) if k > 1 else np.full(n_frames, -1)
-    return _frames_to_turns(best, second, step, spans, float(dcfg.merge_gap_seconds))
-
-
-def _second_speaker(scores: np.ndarray, best: np.ndarray, covered: np.ndarray, dcfg, step: float) -> np.ndarray:
-    """Per frame, a second speaker talking over ``best`` (-1 for none): the runner-up scoring within the margin.
-
-    Windows over two voices embed between the two speakers, so both centroids score about equally there.
-    """
-    second = np.full(len(best), -1)
-    if dcfg.overlap_margin is None:
-        return second
-    ranked = np.argsort(-scores, axis=1)[:, :2]
-    rows = np.arange(len(best))
-    close = covered & (scores[rows, ranked[:, 0]] - scores[rows, ranked[:, 1]] <= float(dcfg.overlap_margin))
-    other = np.where(ranked[:, 1] != best, ranked[:, 1], ranked[:, 0])   # the runner-up, unless it won the frame
-    second = np.where(close & (best >= 0) & (other != best), other, -1)
-    min_frames = max(1, int(round(float(dcfg.min_overlap_seconds) / step)))
-    for label, first, end in _runs(second):
-        if label >= 0 and end - first < min_frames:
-            second[first:end] = -1
-    return second
+    # Reconstruction: per window and frame, which clusters talk; averaged over the windows covering each frame.
+    n_chunks, n_frames, n_local = segmentation.activity.shape
+    clustered = np.zeros((n_chunks, n_frames, k), dtype=np.float32)
+    for window, cluster in zip(windows, assigned):
+        column = segmentation.activity[window.chunk, :, window.local_speaker]
+        clustered[window.chunk, :, cluster] = np.maximum(clustered[window.chunk, :, cluster], column)
+    scores = segmentation.aggregate(clustered)
+    count = np.minimum(segmentation.speaker_count(int(dcfg.max_simultaneous)), k)
+    ranked = np.argsort(-scores, axis=1)
+    active = np.zeros_like(scores, dtype=bool)
+    rows = np.arange(len(scores))
+    for rank in range(int(count.max(initial=0))):
+        chosen = ranked[:, rank]
+        take = (count > rank) & (scores[rows, chosen] > 0)
+        active[rows[take], chosen[take]] = True
+    turns = _turns(active, segmentation, float(dcfg.merge_gap_seconds), float(dcfg.min_turn_seconds))
+    names = _name_in_order_of_speech(turns)
+    window_speakers = [names.get(int(c)) for c in assigned]
+    for turn in turns:
+        turn.speaker = names[int(turn.speaker)]
+    return Diarization(turns, window_speakers)
 
 
-def _frames_to_turns(best: np.ndarray, second: np.ndarray, step: float, spans: list[tuple[float, float]],
-                     merge_gap: float) -> list[SpeechTurn]:
-    pieces = [(first * step, end * step, label) for labels in (best, second)
-              for label, first, end in _runs(labels) if label >= 0]
-    # One speaker's pieces (main and overlapping) merge where they touch or nearly touch.
-    merged: list[list] = []
-    for start, end, label in sorted(pieces, key=lambda p: (p[2], p[0])):
-        if merged and merged[-1][2] == label and start - merged[-1][1] <= merge_gap + 1e-9:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end, label])
-    lo, hi = min(s for s, _ in spans), max(e for _, e in spans)   # turns stay inside the speech
-    turns = [SpeechTurn(start=round(max(lo, s), 3), end=round(min(hi, e), 3), speaker=str(label))
-             for s, e, label in merged if min(hi, e) > max(lo, s)]
+def _turns(active: np.ndarray, segmentation: LocalSpeakers, merge_gap: float, min_turn: float) -> list[SpeechTurn]:
+    """Each cluster's runs of active frames as turns (gaps under ``merge_gap`` bridged, blips under ``min_turn``
+    dropped); turns sharing time with another speaker's are marked as overlapped."""
+    step = segmentation.frame_step
+    turns: list[SpeechTurn] = []
+    for cluster in range(active.shape[1]):
+        spans: list[list[float]] = []
+        for first, end in _true_runs(active[:, cluster]):
+            start = max(0.0, float(segmentation.time_of(first)) - step / 2)
+            stop = min(segmentation.duration, float(segmentation.time_of(end - 1)) + step / 2)
+            if spans and start - spans[-1][1] <= merge_gap + 1e-9:
+                spans[-1][1] = stop
+            else:
+                spans.append([start, stop])
+        turns += [SpeechTurn(start=round(a, 3), end=round(b, 3), speaker=str(cluster))
+                  for a, b in spans if b - a >= min_turn]
     turns.sort(key=lambda t: (t.start, t.end))
     for i, turn in enumerate(turns):
         for other in turns[i + 1:]:
@@ -219,10 +200,14 @@ def _frames_to_turns(best: np.ndarray, second: np.ndarray, step: float, spans: l
                 break
             if other.speaker != turn.speaker:
                 turn.overlap = other.overlap = True
-    names: dict[str, str] = {}
-    for turn in turns:
-        turn.speaker = names.setdefault(turn.speaker, f"spk{len(names)}")
     return turns
+
+
+def _name_in_order_of_speech(turns: list[SpeechTurn]) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for turn in turns:
+        names.setdefault(int(turn.speaker), f"spk{len(names)}")
+    return names
 
 
 def to_annotation(turns: list[SpeechTurn], uri: str = "audio", use_names: bool = False):
