@@ -109,6 +109,12 @@ def _thresholds(genuine: np.ndarray, impostor: np.ndarray, n: int) -> dict:
         threshold = float(np.quantile(impostor, 1 - far))
         result[f"threshold_far_{far}"] = round(threshold, 4)
         result[f"genuine_accepted_far_{far}"] = round(float(np.mean(genuine >= threshold)), 4)
+    # Open set: a stranger is accepted if they pass against any of N enrolled people, so for 2% of strangers
+    # accepted among N = 100 each pair may pass with probability 1 - 0.98 ** (1 / 100).
+    pair_rate = 1 - 0.98 ** (1 / 100)
+    threshold = float(np.quantile(impostor, 1 - pair_rate))
+    result["threshold_strangers_2pct_of_100"] = round(threshold, 4)
+    result["genuine_accepted_strangers_2pct_of_100"] = round(float(np.mean(genuine >= threshold)), 4)
     return result
 
 

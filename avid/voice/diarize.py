@@ -155,19 +155,21 @@ def diarize(segmentation: LocalSpeakers, windows: list[VoiceWindow], cfg, num_sp
     k = int(max(labels.max(), assigned.max())) + 1
 
     # Reconstruction: per window and frame, which clusters talk; averaged over the windows covering each frame.
-    n_chunks, n_frames, n_local = segmentation.activity.shape
+    n_chunks, n_frames, _ = segmentation.activity.shape
     clustered = np.zeros((n_chunks, n_frames, k), dtype=np.float32)
     for window, cluster in zip(windows, assigned):
-        column = segmentation.activity[window.chunk, :, window.local_speaker]
+        column = segmentation.probabilities[window.chunk, :, window.local_speaker].astype(np.float32)
         clustered[window.chunk, :, cluster] = np.maximum(clustered[window.chunk, :, cluster], column)
     scores = segmentation.aggregate(clustered)
-    count = np.minimum(segmentation.speaker_count(int(dcfg.max_simultaneous)), k)
+    threshold = cfg.voice.segmentation.overlap_threshold
+    count = np.minimum(segmentation.speaker_count(int(dcfg.max_simultaneous),
+                                                  None if threshold is None else float(threshold)), k)
     ranked = np.argsort(-scores, axis=1)
     active = np.zeros_like(scores, dtype=bool)
     rows = np.arange(len(scores))
     for rank in range(int(count.max(initial=0))):
         chosen = ranked[:, rank]
-        take = (count > rank) & (scores[rows, chosen] > 0)
+        take = (count > rank) & (scores[rows, chosen] > 0.01)
         active[rows[take], chosen[take]] = True
     turns = _turns(active, segmentation, float(dcfg.merge_gap_seconds), float(dcfg.min_turn_seconds))
     names = _name_in_order_of_speech(turns)

@@ -22,8 +22,8 @@ import torch
 
 from ..errors import ConfigError, ModelError, NoContentError
 from ..types import SpeechRegion
-from ..vectors import unit_mean, unit_rows
-from .vad import SpeechDetector, detect_speech, torch_threads
+from ..vectors import unit_mean
+from .vad import detect_speech, torch_threads
 
 SAMPLE_RATE = 16000          # the rate the network was trained at
 MEL_WINDOW = 400             # 25 ms FFT window

@@ -33,6 +33,8 @@ class LocalSpeakers:
 
     starts: np.ndarray              # (C,) seconds
     activity: np.ndarray            # (C, F, S) uint8 hard decisions
+    probabilities: np.ndarray       # (C, F, S) float16: each local speaker's probability of talking
+    overlap: np.ndarray             # (C, F) float16: probability that two speakers talk at once
     frame_start: float
     frame_step: float
     frame_duration: float
@@ -65,10 +67,18 @@ class LocalSpeakers:
         shape = (-1,) + (1,) * (values.ndim - 2)
         return np.where(cover.reshape(shape) > 0, total / np.maximum(cover, 1).reshape(shape), 0.0)
 
-    def speaker_count(self, max_count: int = 2) -> np.ndarray:
-        """How many speakers talk in each common-grid frame: the windows' mean count, rounded (pyannote's rule)."""
+    def speaker_count(self, max_count: int = 2, overlap_threshold: float | None = None) -> np.ndarray:
+        """How many speakers talk in each common-grid frame: the windows' mean count, rounded (pyannote's rule).
+
+        With ``overlap_threshold``, a speech frame counts two speakers where the windows' mean probability of
+        overlap reaches it instead (the hard rule needs two of them most likely in most windows).
+        """
         counts = self.aggregate(self.activity.sum(axis=2, keepdims=True).astype(np.float32))[:, 0]
-        return np.minimum(np.rint(counts).astype(int), max_count)
+        counts = np.minimum(np.rint(counts).astype(int), max_count)
+        if overlap_threshold is not None and max_count >= 2:
+            overlapped = self.aggregate(self.overlap[:, :, None].astype(np.float32))[:, 0] >= overlap_threshold
+            counts = np.where(counts > 0, np.where(overlapped, 2, np.minimum(counts, 1)), 0)
+        return counts
 
 
 @dataclass
@@ -117,6 +127,8 @@ class LocalSpeakerAnalyzer:
         self._seen = 0               # samples fed so far
         self._starts: list[float] = []
         self._activity: list[np.ndarray] = []
+        self._probabilities: list[np.ndarray] = []
+        self._overlap: list[np.ndarray] = []
         self._windows: list[VoiceWindow] = []
 
     def feed(self, chunk: np.ndarray) -> None:
@@ -145,6 +157,8 @@ class LocalSpeakerAnalyzer:
         activity = (np.stack(self._activity) if self._activity
                     else np.zeros((0, frames, model.num_speakers), dtype=np.uint8))
         segmentation = LocalSpeakers(starts=np.asarray(self._starts, dtype=np.float64), activity=activity,
+                                     probabilities=np.stack(self._probabilities).astype(np.float16),
+                                     overlap=np.stack(self._overlap).astype(np.float16),
                                      frame_start=model.frame_start, frame_step=model.frame_step,
                                      frame_duration=model.frame_duration, window_seconds=self.window,
                                      duration=duration)
@@ -156,7 +170,7 @@ class LocalSpeakerAnalyzer:
             return
         import torch
 
-        from .segmentation_net import to_multilabel
+        from .segmentation_net import speaker_probabilities, to_multilabel
         from .vad import torch_threads
 
         audio = []
@@ -168,11 +182,15 @@ class LocalSpeakerAnalyzer:
             batch[i, 0, :len(piece)] = piece       # the last window is padded with silence, as pyannote does
         with torch.inference_mode(), torch_threads(self.threads):
             log_probs = self.model.network(torch.from_numpy(batch)).numpy()
-        activity = np.stack([to_multilabel(lp) for lp in log_probs]).astype(np.uint8)
+        activity = to_multilabel(log_probs, self.model.powerset).astype(np.uint8)
+        probabilities = speaker_probabilities(log_probs, self.model.powerset)
+        overlap = np.exp(log_probs) @ (self.model.powerset.sum(axis=1) >= 2).astype(np.float32)
         self._embed(starts, audio, activity)
-        for start, act in zip(starts, activity):
+        for start, act, prob, over in zip(starts, activity, probabilities, overlap):
             self._starts.append(start / self.sample_rate)
             self._activity.append(act)
+            self._probabilities.append(prob.astype(np.float16))
+            self._overlap.append(over.astype(np.float16))
         keep_from = max(0, self._next_start - self._buffer_start)
         self._buffer = self._buffer[keep_from:]
         self._buffer_start += keep_from
