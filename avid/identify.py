@@ -84,6 +84,20 @@ def _voice_between(result: IngestResult, start: Optional[float] = None,
     return unit_mean([w.embedding for w in windows]), windows[0].start, windows[-1].end
 
 
+def _whole_voice(path: str, start: float, end: float, cfg: Config, models: Models) -> Optional[np.ndarray]:
+    """The voice of all the speech of ``path`` between ``start`` and ``end`` as one utterance (None if it has too
+    little): for enrolment and queries, where the diarization windows would each use only their middle seconds.
+    (Enrolment and query clips are short; the audio is decoded a second time.)"""
+    from .media import load_audio
+
+    rate = int(cfg.media.audio_sample_rate)
+    audio = load_audio(path, rate)[int(start * rate):int(np.ceil(end * rate))]
+    try:
+        return models.voice_encoder.embed_utterance(audio)
+    except NoContentError:
+        return None
+
+
 def _pick_track(result: IngestResult, track: Optional[int], path: str) -> Optional[FaceTrack]:
     tracks = [t for t in result.face_tracks if t.embedding is not None]
     if not tracks:
@@ -125,7 +139,9 @@ def evidence_from(path: str | Path, cfg: Config, models: Models, track: Optional
     span = (chosen.start, chosen.end) if chosen is not None and several else (None, None)
     voice = _voice_between(result, *span)
     if voice is not None:
-        evidence.voice = voice[0]
+        evidence.voice = _whole_voice(path, voice[1], voice[2], cfg, models)
+        if evidence.voice is None:
+            evidence.voice = voice[0]
         evidence.voice_source = {"source": path, "track_id": None, "start": voice[1], "end": voice[2]}
     if evidence.face is None and evidence.voice is None:
         what = "no speech long enough to embed" if kind == "audio" else "no face and no usable speech"

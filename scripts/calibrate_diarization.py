@@ -12,6 +12,7 @@ synthetic room impulse response (a direct path and exponentially decaying noise,
 kind of noise at 5-20 dB SNR, as meeting recordings are far from LibriSpeech's close-talk read speech.
 
     python scripts/calibrate_diarization.py [--piece 3.0] [--trials 400] [--seed 0] [--far-field]
+                                            [--linkage centroid average ward]
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--far-field", action="store_true", help="reverberate and add noise to the pieces first")
+    parser.add_argument("--linkage", nargs="+", help="linkage methods to compare (default: the configured one)")
     args = parser.parse_args()
     files = sorted(args.data.glob("*.flac"))
     if not files:
@@ -84,10 +86,11 @@ def main() -> int:
     ids = np.unique(speakers)
     print(f"{len(pieces)} pieces of {args.piece} s from {len(ids)} speakers ({encoder.name}"
           f"{', far field' if args.far_field else ''})")
+    linkages = args.linkage or [str(cfg.diarization.linkage)]
+    grid = np.round(np.arange(0.40, 2.01, 0.05), 2)
+    right = {m: np.zeros(len(grid)) for m in linkages}
+    purity = {m: np.zeros(len(grid)) for m in linkages}
     rng = np.random.default_rng(args.seed)
-    grid = np.round(np.arange(0.40, 1.11, 0.05), 2)
-    right = np.zeros(len(grid))
-    purity = np.zeros(len(grid))
     for _ in range(args.trials):
         chosen = rng.choice(ids, size=rng.integers(2, 6), replace=False)
         members = np.concatenate([rng.permutation(np.flatnonzero(speakers == s))[:rng.integers(1, 5)]
@@ -98,18 +101,24 @@ def main() -> int:
                                            for m in members]))
         else:
             embedded = vectors[members]
-        tree = linkage(embedded, method=str(cfg.diarization.linkage), metric="euclidean")
         truth = np.unique(speakers[members], return_inverse=True)[1]
+        for method in linkages:
+            tree = linkage(embedded, method=method, metric="euclidean")
+            for g, threshold in enumerate(grid):
+                labels = fcluster(tree, t=threshold, criterion="distance")
+                right[method][g] += len(np.unique(labels)) == len(chosen)
+                purity[method][g] += sum(np.bincount(truth[labels == c]).max()
+                                         for c in np.unique(labels)) / len(members)
+    for method in linkages:
+        print(f"{method} linkage\n{'threshold':>9s} {'count right':>11s} {'purity':>7s}")
         for g, threshold in enumerate(grid):
-            labels = fcluster(tree, t=threshold, criterion="distance")
-            right[g] += len(np.unique(labels)) == len(chosen)
-            purity[g] += sum(np.bincount(truth[labels == c]).max() for c in np.unique(labels)) / len(members)
-    print(f"{'threshold':>9s} {'count right':>11s} {'purity':>7s}")
-    for g, threshold in enumerate(grid):
-        print(f"{threshold:9.2f} {100 * right[g] / args.trials:10.1f}% {100 * purity[g] / args.trials:6.1f}%")
-    best = grid[int(np.argmax(right))]
-    print(f"best count accuracy at threshold {best} (configs/default.yaml diarization.threshold: "
-          f"{cfg.diarization.threshold})")
+            if right[method][g] > 0.02 * args.trials:
+                print(f"{threshold:9.2f} {100 * right[method][g] / args.trials:10.1f}% "
+                      f"{100 * purity[method][g] / args.trials:6.1f}%")
+        best = grid[int(np.argmax(right[method]))]
+        print(f"best count accuracy at threshold {best}; best count accuracy "
+              f"{100 * right[method].max() / args.trials:.1f}%")
+    print(f"configs/default.yaml: diarization.linkage {cfg.diarization.linkage}, threshold {cfg.diarization.threshold}")
     return 0
 
 

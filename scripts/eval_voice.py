@@ -2,8 +2,8 @@
 """Voice identification on LibriSpeech (shared data): closed set, open set, and the speed of the speech analysis.
 
 Closed set: every utterance of ../shared/data/voices/librispeech_train-clean-100 (251 speakers, one each) is cut
-in two; the first half is enrolled, the second half is the query; top-1 is the share of queries whose nearest
-enrolled embedding (cosine) is their own speaker.
+in two; the first half is enrolled, the second half is the query, each embedded as `avid enroll/query --audio`
+embed a clip; top-1 is the share of queries whose nearest enrolled embedding (cosine) is their own speaker.
 
 Open set, over ``--splits`` seeded splits: half of the speakers are enrolled, the other half are strangers. A query
 is accepted when its best raw cosine reaches the configured ``identify.raw_thresholds`` entry of the encoder
@@ -74,6 +74,7 @@ def main() -> int:
     encoder = get_voice_encoder(cfg)
 
     started = time.perf_counter()
+    # A clip's voice as `avid enroll --audio` and `avid query --audio` take it (avid.identify.evidence_from).
     enrolled, queries = halves(files, encoder.embed_utterance)
     best = (queries @ enrolled.T).argmax(axis=1)
     wrong = [f"{files[i].name} -> {files[j].name}" for i, j in enumerate(best) if i != j]

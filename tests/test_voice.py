@@ -275,6 +275,8 @@ def test_memory_does_not_grow_with_the_stream(speech):
     for i in range(0, len(stream), chunk):
         analyzer.feed(stream[i:i + chunk])
     analysis = analyzer.finish()
-    assert len(analysis.segmentation.starts) == len(window_starts(len(stream) / SR, 10.0, 2.5))
+    settings = cfg.voice.segmentation
+    step = settings.step_seconds
+    assert len(analysis.segmentation.starts) == len(window_starts(len(stream) / SR, 10.0, step))
     # Held audio: at most one chunk plus the windows of a batch, never the whole stream.
-    assert max(recorder.held) < 30 + 10 + 8 * 2.5 + 1.0
+    assert max(recorder.held) < 30 + 10 + settings.batch_size * step + 1.0

@@ -6,7 +6,7 @@ frames where that speaker talks alone.
 
 1. Cluster the embeddings of the local speakers heard alone for at least ``min_clean_seconds`` (short or mostly
    overlapped ones embed poorly): agglomerative clustering of the unit vectors (``linkage``, cut at
-   ``threshold``), or cut into the given number of speakers.
+   ``threshold``; docs/voice.md says how both were calibrated), or cut into the given number of speakers.
 2. Assign every local speaker to a cluster centroid, most similar first, never giving two local speakers of one
    window the same cluster (they are two people: the network told them apart). With the count estimated,
    clusters with less speech than ``min_speaker_seconds``, or less than ``min_speaker_share`` of all, are no

@@ -108,6 +108,15 @@ def _mask_to_samples(mask: np.ndarray, frame_times: np.ndarray, n_samples: int) 
     return np.asarray(mask, dtype=bool)[nearest]
 
 
+LENGTH_STEP = SAMPLE_RATE // 4
+
+
+def _whole_steps(audio: np.ndarray) -> np.ndarray:
+    """``audio`` cut to a whole number of quarter seconds (when it has one): a few clip lengths, not thousands, so
+    that batches fill up and oneDNN's per-shape caches stop growing over hours of audio."""
+    return audio[:len(audio) // LENGTH_STEP * LENGTH_STEP] if len(audio) >= LENGTH_STEP else audio
+
+
 def window_spans(start: float, end: float, window: float, hop: float, min_window: float) -> list[tuple[float, float]]:
     """Windows of ``window`` seconds every ``hop`` seconds covering [start, end]; the last one ends at ``end``.
 
@@ -271,7 +280,7 @@ class CamPlusPlusEncoder:
         """
         from .campplus import MIN_SAMPLES, embed_clips
 
-        pieces = [np.asarray(audio)[_mask_to_samples(mask, frame_times, len(audio))]
+        pieces = [_whole_steps(np.asarray(audio)[_mask_to_samples(mask, frame_times, len(audio))])
                   for audio, mask in zip(audios, masks)]
         usable = [i for i, piece in enumerate(pieces) if len(piece) >= MIN_SAMPLES]
         out: list[np.ndarray | None] = [None] * len(pieces)

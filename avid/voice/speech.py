@@ -118,6 +118,7 @@ class LocalSpeakerAnalyzer:
         self.batch_size = int(settings.batch_size)
         self.threads = int(cfg.voice.torch_threads)
         self.min_embed_seconds = float(settings.min_embed_seconds)
+        self.max_embed_seconds = float(settings.max_embed_seconds)
         self.encoder = encoder
         self._window_samples = int(round(self.window * sample_rate))
         self._step_samples = int(round(self.step * sample_rate))
@@ -200,6 +201,7 @@ class LocalSpeakerAnalyzer:
         or all its frames where those are too few (pyannote's exclude-overlap rule)."""
         model = self.model
         min_frames = max(1, int(np.ceil(self.min_embed_seconds / model.frame_step)))
+        max_frames = max(min_frames, int(self.max_embed_seconds / model.frame_step))
         alone = activity.sum(axis=2, keepdims=True) == 1
         jobs = []   # (window index in batch, local speaker, frame mask)
         for i, act in enumerate(activity):
@@ -208,7 +210,7 @@ class LocalSpeakerAnalyzer:
                 clean = active & alone[i, :, 0]
                 mask = clean if clean.sum() >= min_frames else active
                 if mask.sum() >= min_frames:
-                    jobs.append((i, speaker, mask, int(clean.sum())))
+                    jobs.append((i, speaker, _middle(mask, max_frames), int(clean.sum())))
         if not jobs:
             return
         frame_times = model.frame_start + np.arange(activity.shape[1]) * model.frame_step + model.frame_duration / 2
@@ -223,6 +225,17 @@ class LocalSpeakerAnalyzer:
                 end=round(start + float(frame_times[used[-1]] + model.frame_step / 2), 3),
                 embedding=embedding, chunk=len(self._starts) + i, local_speaker=speaker,
                 clean_seconds=round(clean * model.frame_step, 3)))
+
+
+def _middle(mask: np.ndarray, most: int) -> np.ndarray:
+    """``mask`` with at most ``most`` of its True frames kept: the middle ones (the speech a window sees best)."""
+    chosen = np.flatnonzero(mask)
+    if len(chosen) <= most:
+        return mask
+    first = (len(chosen) - most) // 2
+    kept = np.zeros_like(mask)
+    kept[chosen[first:first + most]] = True
+    return kept
 
 
 def speech_regions(segmentation: LocalSpeakers, cfg) -> list[SpeechRegion]:
