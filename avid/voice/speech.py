@@ -100,7 +100,7 @@ def window_starts(duration: float, window: float, step: float) -> np.ndarray:
 class LocalSpeakerAnalyzer:
     """Streams audio chunks through segmentation-3.0 and embeds each window's local speakers.
 
-    ``encoder`` is a voice encoder with ``embed_local(windows_audio, masks)`` (see avid.voice.embed).
+    ``encoder`` is a voice encoder with ``embed_local(window_audios, frame_masks, frame_times)`` (avid.voice.embed).
     """
 
     def __init__(self, cfg, encoder, sample_rate: int = 16000):
@@ -203,7 +203,7 @@ class LocalSpeakerAnalyzer:
         min_frames = max(1, int(np.ceil(self.min_embed_seconds / model.frame_step)))
         max_frames = max(min_frames, int(self.max_embed_seconds / model.frame_step))
         alone = activity.sum(axis=2, keepdims=True) == 1
-        jobs = []   # (window index in batch, local speaker, frame mask)
+        jobs = []   # (window index in batch, local speaker, frames to embed, frames alone)
         for i, act in enumerate(activity):
             for speaker in range(act.shape[1]):
                 active = act[:, speaker].astype(bool)
