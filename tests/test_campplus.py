@@ -143,38 +143,6 @@ def test_embed_clips_is_unit_and_independent_of_batching(model, utterances):
 # ------------------------------------------------------------------------------------------- weighted pooling
 
 @pytest.mark.shared_data
-def test_weighted_pooling(model, utterances):
-    feats = torch.stack([fbank(utterances[3][:4 * SR]), fbank(utterances[4][:4 * SR])])
-    with torch.inference_mode():
-        frames = model.frames(feats)
-        full = model.pool(frames)
-        n = frames.shape[-1]
-        torch.testing.assert_close(model.pool(frames, torch.ones(2, n)), full, atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(model.pool(frames, torch.full((2, n), 0.3)), full, atol=1e-4, rtol=1e-4)
-
-        first_half = torch.zeros(2, n)
-        first_half[:, :n // 2] = 1.0
-        half = model.pool(frames, first_half)
-        # 0/1 weights pool exactly the selected frames
-        torch.testing.assert_close(half, model.pool(frames[..., :n // 2]), atol=1e-4, rtol=1e-4)
-        assert torch.isfinite(half).all()
-        unit = torch.nn.functional.normalize(half, dim=-1)
-        torch.testing.assert_close(unit.norm(dim=-1), torch.ones(2))
-        assert cosine(half, full) < 0.999           # different frames, a different embedding ...
-        assert cosine(half, full) > 0.5             # ... of the same voice
-
-        single = torch.zeros(2, n)
-        single[:, 5] = 1.0                          # one frame: the std falls back to 3D-Speaker's floor
-        assert torch.isfinite(model.pool(frames, single)).all()
-        with pytest.raises(ValueError):
-            model.pool(frames, torch.zeros(2, n))
-        with pytest.raises(ValueError):
-            model.pool(frames, torch.ones(2, n + 1))
-
-
-# ---------------------------------------------------------------------------------------- real speakers
-
-@pytest.mark.shared_data
 def test_halves_of_an_utterance_match_their_speaker(model, utterances):
     """20 LibriSpeech speakers: the two 3 s halves of the middle 6 s of each utterance."""
     span = 6 * SR

