@@ -263,13 +263,13 @@ def _link_turns(turns: list[SpeechTurn], tracks: list[FaceTrack], links: dict[st
 
 
 # --------------------------------------------------------------------------------------------------- naming
-def speaker_voice(speaker_windows: list[VoiceWindow]) -> Optional[np.ndarray]:
-    """A speaker's voice: the mean (re-normalised) of the embeddings of its speech, the windows where it talks
-    alone longest first counted (mixed or short speech blurs the voice) while there are any."""
+def speaker_voice(speaker_windows: list[VoiceWindow], min_alone: float) -> Optional[np.ndarray]:
+    """A speaker's voice: the mean (re-normalised) of the embeddings of its windows where it talks alone for at
+    least ``min_alone`` seconds (mixed or short speech blurs the voice); of its longest ones if none does."""
     if not speaker_windows:
         return None
     longest = max(w.clean_seconds for w in speaker_windows)
-    clean = [w for w in speaker_windows if w.clean_seconds >= min(1.0, longest)]
+    clean = [w for w in speaker_windows if w.clean_seconds >= min(min_alone, longest)]
     mean = unit_mean([w.embedding for w in clean])
     return mean if mean is not None and mean.any() else None
 
@@ -299,7 +299,7 @@ def name_speakers(turns: list[SpeechTurn], voices: dict[str, list[VoiceWindow]],
     speakers: list[SpeakerLabel] = []
     for speaker, speaker_turns in by_speaker.items():   # in order of first speech
         track_ids = links.get(speaker, [])
-        voice = speaker_voice(voices.get(speaker, []))
+        voice = speaker_voice(voices.get(speaker, []), float(cfg.label.voice_min_alone_seconds))
         face = tracks_by_id[track_ids[0]].embedding if track_ids else None
         label = SpeakerLabel(speaker=speaker, name="", track_ids=list(track_ids),
                              speech_seconds=float(sum(t.end - t.start for t in speaker_turns)),
@@ -415,10 +415,7 @@ def label_recording(path: str | Path, cfg: Config, gallery=None, num_speakers: O
 
         diarization = diarize(result.segmentation, result.voice_windows, cfg, num_speakers=num_speakers,
                               min_speakers=min_speakers, max_speakers=max_speakers)
-        turns = diarization.turns
-        for window, speaker in zip(result.voice_windows, diarization.window_speakers):
-            if speaker is not None:
-                voices.setdefault(speaker, []).append(window)
+        turns, voices = diarization.turns, diarization.voices(result.voice_windows)
     if not turns and result.speech_regions:   # (no audio stream and no speech are already in the warnings)
         labelled.warnings.append("speech too short to tell speakers apart: no speaker turns")
     links: dict[str, list[int]] = {}

@@ -28,7 +28,7 @@ from scipy.optimize import linear_sum_assignment
 from ..errors import AvidError
 from ..types import SpeechTurn, VoiceWindow
 from ..vectors import unit_rows
-from .speech import LocalSpeakers, _true_runs
+from .speech import LocalSpeakers, true_runs
 
 
 @dataclass
@@ -38,8 +38,13 @@ class Diarization:
     turns: list[SpeechTurn] = field(default_factory=list)
     window_speakers: list = field(default_factory=list)
 
-    def speaker_windows(self, windows: list[VoiceWindow], speaker: str) -> list[VoiceWindow]:
-        return [w for w, s in zip(windows, self.window_speakers) if s == speaker]
+    def voices(self, windows: list[VoiceWindow]) -> dict[str, list[VoiceWindow]]:
+        """Each speaker's windows (``windows``: the ones diarized, in the same order)."""
+        by_speaker: dict[str, list[VoiceWindow]] = {}
+        for window, speaker in zip(windows, self.window_speakers):
+            if speaker is not None:
+                by_speaker.setdefault(speaker, []).append(window)
+        return by_speaker
 
 
 def check_counts(num_speakers, min_speakers, max_speakers) -> None:
@@ -112,7 +117,7 @@ def _absorb_small_speakers(segmentation, windows, embeddings, train, labels, ass
     large = np.flatnonzero(speech >= need)
     if len(large) == len(speech) or len(large) < max(1, min_count):
         return labels, assigned
-    centroids = np.stack([_centroids(embeddings[train], labels, labels.max() + 1)[c] for c in large])
+    centroids = _centroids(embeddings[train], labels, labels.max() + 1)[large]
     labels = (embeddings[train] @ centroids.T).argmax(1)
     return labels, _assign(windows, embeddings, centroids)
 
@@ -169,7 +174,7 @@ def diarize(segmentation: LocalSpeakers, windows: list[VoiceWindow], cfg, num_sp
     rows = np.arange(len(scores))
     for rank in range(int(count.max(initial=0))):
         chosen = ranked[:, rank]
-        take = (count > rank) & (scores[rows, chosen] > 0.01)
+        take = (count > rank) & (scores[rows, chosen] > float(dcfg.min_frame_probability))
         active[rows[take], chosen[take]] = True
     turns = _turns(active, segmentation, float(dcfg.merge_gap_seconds), float(dcfg.min_turn_seconds))
     names = _name_in_order_of_speech(turns)
@@ -182,13 +187,11 @@ def diarize(segmentation: LocalSpeakers, windows: list[VoiceWindow], cfg, num_sp
 def _turns(active: np.ndarray, segmentation: LocalSpeakers, merge_gap: float, min_turn: float) -> list[SpeechTurn]:
     """Each cluster's runs of active frames as turns (gaps under ``merge_gap`` bridged, blips under ``min_turn``
     dropped); turns sharing time with another speaker's are marked as overlapped."""
-    step = segmentation.frame_step
     turns: list[SpeechTurn] = []
     for cluster in range(active.shape[1]):
         spans: list[list[float]] = []
-        for first, end in _true_runs(active[:, cluster]):
-            start = max(0.0, float(segmentation.time_of(first)) - step / 2)
-            stop = min(segmentation.duration, float(segmentation.time_of(end - 1)) + step / 2)
+        for first, end in true_runs(active[:, cluster]):
+            start, stop = segmentation.span(first, end)
             if spans and start - spans[-1][1] <= merge_gap + 1e-9:
                 spans[-1][1] = stop
             else:

@@ -54,6 +54,12 @@ class LocalSpeakers:
         """Centre time (seconds) of common-grid frames."""
         return self.frame_start + np.asarray(frames) * self.frame_step + self.frame_duration / 2
 
+    def span(self, first: int, end: int) -> tuple[float, float]:
+        """(start, end) seconds of the common-grid frames first..end-1, kept inside the recording."""
+        half = self.frame_step / 2
+        return (max(0.0, float(self.time_of(first)) - half),
+                min(self.duration, float(self.time_of(end - 1)) + half))
+
     def aggregate(self, values: np.ndarray) -> np.ndarray:
         """Per common-grid frame, the mean over the windows that cover it of per-window frame ``values`` (C, F, ...);
         0 where no window reaches."""
@@ -169,8 +175,6 @@ class LocalSpeakerAnalyzer:
         """Segment and embed the windows starting at these stream samples, then forget audio no window needs."""
         if not starts:
             return
-        import torch
-
         from .segmentation_net import speaker_probabilities, to_multilabel
         from .vad import torch_threads
 
@@ -181,8 +185,8 @@ class LocalSpeakerAnalyzer:
         batch = np.zeros((len(starts), 1, self._window_samples), dtype=np.float32)
         for i, piece in enumerate(audio):
             batch[i, 0, :len(piece)] = piece       # the last window is padded with silence, as pyannote does
-        with torch.inference_mode(), torch_threads(self.threads):
-            log_probs = self.model.network(torch.from_numpy(batch)).numpy()
+        with torch_threads(self.threads):
+            log_probs = self.model.log_probs(batch)
         activity = to_multilabel(log_probs, self.model.powerset).astype(np.uint8)
         probabilities = speaker_probabilities(log_probs, self.model.powerset)
         overlap = np.exp(log_probs) @ (self.model.powerset.sum(axis=1) >= 2).astype(np.float32)
@@ -245,19 +249,16 @@ def speech_regions(segmentation: LocalSpeakers, cfg) -> list[SpeechRegion]:
     if len(segmentation.starts) == 0:
         return []
     speaking = segmentation.speaker_count() > 0
-    step = segmentation.frame_step
-    runs = _true_runs(speaking)
     bridged: list[list[int]] = []
-    for first, end in runs:
-        if bridged and (first - bridged[-1][1]) * step < float(settings.min_silence_seconds):
+    for first, end in true_runs(speaking):
+        if bridged and (first - bridged[-1][1]) * segmentation.frame_step < float(settings.min_silence_seconds):
             bridged[-1][1] = end
         else:
             bridged.append([first, end])
     regions = []
     longest = float(cfg.voice.vad.max_region_seconds)
     for first, end in bridged:
-        start = max(0.0, float(segmentation.time_of(first)) - step / 2)
-        stop = min(segmentation.duration, float(segmentation.time_of(end - 1)) + step / 2)
+        start, stop = segmentation.span(first, end)
         if stop - start < float(settings.min_speech_seconds):
             continue
         pieces = int(np.ceil((stop - start) / longest))
@@ -267,29 +268,23 @@ def speech_regions(segmentation: LocalSpeakers, cfg) -> list[SpeechRegion]:
     return regions
 
 
-def overlap_regions(segmentation: LocalSpeakers) -> list[tuple[float, float]]:
-    """Stretches (start, end) where two or more speakers talk at once."""
-    step = segmentation.frame_step
-    return [(max(0.0, float(segmentation.time_of(first)) - step / 2),
-             min(segmentation.duration, float(segmentation.time_of(end - 1)) + step / 2))
-            for first, end in _true_runs(segmentation.speaker_count() >= 2)]
-
-
 def attach_region_embeddings(regions: list[SpeechRegion], windows: list[VoiceWindow],
                              min_seconds: float) -> None:
     """Each region long enough gets the mean of the local-speaker embeddings whose speech lies mostly inside it."""
-    if not windows:
+    if not windows or not regions:
         return
     centres = np.array([(w.start + w.end) / 2 for w in windows])
-    for region in regions:
-        if region.duration < min_seconds:
-            continue
-        inside = [w.embedding for w, c in zip(windows, centres) if region.start <= c < region.end]
-        if inside:
-            region.embedding = unit_mean(inside)
+    starts = np.array([r.start for r in regions])
+    ends = np.array([r.end for r in regions])
+    owner = np.searchsorted(starts, centres, side="right") - 1      # regions are sorted and apart
+    owner = np.where((owner >= 0) & (centres < ends[np.maximum(owner, 0)]), owner, -1)
+    for index, region in enumerate(regions):
+        inside = np.flatnonzero(owner == index)
+        if region.duration >= min_seconds and len(inside):
+            region.embedding = unit_mean([windows[i].embedding for i in inside])
 
 
-def _true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """(first, end) index pairs of the runs of True in a boolean array."""
     padded = np.concatenate([[False], mask.astype(bool), [False]])
     edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
