@@ -87,11 +87,10 @@ def _voice_between(result: IngestResult, start: Optional[float] = None,
 def _whole_voice(path: str, start: float, end: float, cfg: Config, models: Models) -> Optional[np.ndarray]:
     """The voice of all the speech of ``path`` between ``start`` and ``end`` as one utterance (None if it has too
     little): for enrolment and queries, where the diarization windows would each use only their middle seconds.
-    (Enrolment and query clips are short; the audio is decoded a second time.)"""
+    (The stretch is decoded a second time.)"""
     from .media import load_audio
 
-    rate = int(cfg.media.audio_sample_rate)
-    audio = load_audio(path, rate)[int(start * rate):int(np.ceil(end * rate))]
+    audio = load_audio(path, int(cfg.media.audio_sample_rate), start, end)
     try:
         return models.voice_encoder.embed_utterance(audio)
     except NoContentError:
@@ -306,9 +305,7 @@ def reembed_voices(gallery: Gallery, cfg: Config, models: Models, drop_missing: 
         if not Path(obs.source).is_file():
             missing.append((obs.id, obs.source))
             continue
-        audio = load_audio(obs.source, rate)
-        if obs.start is not None and obs.end is not None:
-            audio = audio[int(obs.start * rate):int(obs.end * rate)]
+        audio = load_audio(obs.source, rate, obs.start, obs.end)
         try:
             vectors[obs.id] = encoder.embed_utterance(audio)
         except NoContentError:

@@ -186,9 +186,19 @@ def iter_audio(path: str | Path, sample_rate: int = 16000, chunk_seconds: float 
         yield np.concatenate(pending).astype(np.float32, copy=False)
 
 
-def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """The whole audio track as float32 mono at ``sample_rate``. For short clips; long inputs use iter_audio."""
-    chunks = list(iter_audio(path, sample_rate))
+def load_audio(path: str | Path, sample_rate: int = 16000, start: float | None = None,
+               end: float | None = None) -> np.ndarray:
+    """The audio track as float32 mono at ``sample_rate``, from ``start`` to ``end`` seconds (the whole of it by
+    default; decoding stops at ``end``). For short clips or stretches; long inputs use iter_audio."""
+    first = 0 if start is None else max(0, int(start * sample_rate))
+    last = None if end is None else int(np.ceil(end * sample_rate))
+    chunks, position = [], 0
+    for chunk in iter_audio(path, sample_rate):
+        if last is not None and position >= last:
+            break
+        stop = None if last is None else max(0, last - position)
+        chunks.append(chunk[max(0, first - position):stop])
+        position += len(chunk)
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
 

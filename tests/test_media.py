@@ -133,6 +133,14 @@ def test_iter_audio_wav_is_the_original_signal(speech_wav, grace_hopper_speech):
     assert np.abs(audio - grace_hopper_speech).max() < 2e-4     # 16-bit quantisation only
 
 
+def test_load_audio_reads_a_stretch(speech_wav):
+    whole = media.load_audio(speech_wav)
+    stretch = media.load_audio(speech_wav, start=0.5, end=1.25)
+    assert np.array_equal(stretch, whole[8000:20000])
+    assert np.array_equal(media.load_audio(speech_wav, end=0.5), whole[:8000])
+    assert np.array_equal(media.load_audio(speech_wav, start=1.0), whole[16000:])
+
+
 @pytest.mark.parametrize("chunk_seconds", [0.5, 1.7])
 def test_iter_audio_chunks_concatenate_to_one_read(talking_video, chunk_seconds):
     whole = list(media.iter_audio(talking_video, chunk_seconds=1000.0))
