@@ -256,16 +256,16 @@ class CamPlusPlusEncoder:
 
         Long speech is embedded in pieces of at most voice.vad.max_region_seconds, weighted by their length.
         """
-        from .campplus import embed_clips
+        from .campplus import MIN_SAMPLES, embed_clips
 
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         if trim_silence:
             audio = trimmed_speech(audio, self._cfg)
-        if len(audio) < 400:
+        if len(audio) < MIN_SAMPLES:
             raise NoContentError("audio too short to embed (under 25 ms)")
         piece = int(self.max_clip_seconds * SAMPLE_RATE)
         pieces = [audio[i:i + piece] for i in range(0, len(audio), piece)]
-        pieces = [p for p in pieces if len(p) >= 400]
+        pieces = [p for p in pieces if len(p) >= MIN_SAMPLES]
         vectors = embed_clips(self.model, pieces, self.batch_size, self.threads)
         weights = np.array([len(p) for p in pieces], dtype=np.float64)
         return unit_mean(vectors * weights[:, None])

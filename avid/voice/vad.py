@@ -15,18 +15,17 @@ the cheap RMS track that active-speaker association compares with mouth motion.
 """
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
 from ..types import EnergyTrack, SpeechRegion
+from ..weights import package_file
 
 WEBRTC_SAMPLE_RATES = (8000, 16000, 32000, 48000)
 WEBRTC_FRAME_MS = (10, 20, 30)
@@ -99,13 +98,8 @@ class SileroNetwork(nn.Module):
 def _silero_network() -> SileroNetwork:
     """The network with the weights of the TorchScript model bundled in the silero-vad wheel, loaded once."""
     # Located without importing silero_vad, whose import sets torch's thread count to 1 for the whole process.
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the silero VAD needs the silero-vad package (pip install silero-vad); "
-                         "or set voice.vad.backend: webrtc")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.jit"
-    if not path.exists():
-        raise ModelError("Silero VAD model missing from the silero-vad package (reinstall it)", path)
+    path = package_file("silero_vad", "data/silero_vad.jit",
+                        "pip install silero-vad, or set voice.vad.backend: webrtc")
     with warnings.catch_warnings():   # torch marks TorchScript loading deprecated; it is how the model ships
         warnings.simplefilter("ignore", DeprecationWarning)
         bundled = torch.jit.load(str(path), map_location="cpu").state_dict()
