@@ -74,6 +74,27 @@ class FaceTrack:
     def mean_probability(self) -> float:
         return float(np.mean([d.probability for d in self.detections])) if self.detections else 0.0
 
+    def visible_intervals(self, sample_period: float, max_gap: float) -> list[tuple[float, float]]:
+        """When the face is on screen: (start, end) intervals in time order, from the sampled detections.
+
+        Each detection stands for one sample period (a detection at t covers [t, t + sample_period)); two
+        consecutive detections are in one interval when the unseen time between them (the next one's time minus
+        the end of the earlier one's period) is at most ``max_gap`` seconds. So ``start``..``end`` of a track
+        merged from re-appearances can hold several intervals, and a track of one detection gives one interval
+        one sample period long.
+        """
+        times = sorted(d.time for d in self.detections)
+        if not times:
+            return []
+        tolerance = 1e-6 * max(1.0, sample_period)    # sampled times carry float error (0.2 * 3 != 0.6)
+        intervals = [[times[0], times[0] + sample_period]]
+        for t in times[1:]:
+            if t - intervals[-1][1] <= max_gap + tolerance:
+                intervals[-1][1] = max(intervals[-1][1], t + sample_period)
+            else:
+                intervals.append([t, t + sample_period])
+        return [(float(a), float(b)) for a, b in intervals]
+
 
 @dataclass
 class SpeechRegion:

@@ -74,6 +74,39 @@ def test_json_schema(tmp_path, short_video):
                                         "mean_probability": 0.99, "name": "Eileen Collins", "speaker": "spk0"}]
 
 
+def _track(times, track_id: int = 7) -> FaceTrack:
+    return FaceTrack(id=track_id, detections=[FaceDetection(time=float(t), box=(100.0, 40.0, 220.0, 180.0),
+                                                            probability=0.99) for t in times])
+
+
+PERIOD = 0.2   # 5 fps, the default media.frame_rate
+AWAY_AND_BACK = list(np.arange(0.0, 1.0, PERIOD)) + list(np.arange(3.0, 4.0, PERIOD))   # on 0-1 s and 3-4 s
+
+
+def test_visible_intervals_split_where_the_face_left():
+    assert _track(AWAY_AND_BACK).visible_intervals(PERIOD, 0.5) == [pytest.approx((0.0, 1.0)),
+                                                                    pytest.approx((3.0, 4.0))]
+    # Detection order does not matter; a larger allowed gap joins the two stretches.
+    assert _track(AWAY_AND_BACK[::-1]).visible_intervals(PERIOD, 0.5) == [pytest.approx((0.0, 1.0)),
+                                                                          pytest.approx((3.0, 4.0))]
+    assert _track(AWAY_AND_BACK).visible_intervals(PERIOD, 2.0) == [pytest.approx((0.0, 4.0))]
+
+
+def test_visible_intervals_join_missed_samples():
+    # 0.4 s missing (one sample): 0.2 s unseen, joined; 0.6, 0.8 and 1.2 missing: 0.6 s unseen, split.
+    times = [0.0, 0.2, 0.6, 0.8, 1.6, 1.8]
+    assert _track(times).visible_intervals(PERIOD, 0.5) == [pytest.approx((0.0, 1.0)), pytest.approx((1.6, 2.0))]
+    # Two missed samples (0.4 s unseen) at the default gap are still on screen: float error does not split them.
+    assert _track([0.0, 0.6]).visible_intervals(PERIOD, 0.4) == [pytest.approx((0.0, 0.8))]
+    assert _track([0.0, 0.6]).visible_intervals(PERIOD, 0.39) == [pytest.approx((0.0, 0.2)),
+                                                                  pytest.approx((0.6, 0.8))]
+
+
+def test_visible_intervals_of_one_detection_and_of_none():
+    assert _track([2.4]).visible_intervals(PERIOD, 0.5) == [pytest.approx((2.4, 2.6))]
+    assert _track([]).visible_intervals(PERIOD, 0.5) == []
+
+
 def test_rttm_has_ten_fields_and_names(tmp_path, short_video):
     from pyannote.database.util import load_rttm
 
