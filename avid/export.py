@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .config import Config
+from .config import Config, load_config
 from .errors import AvidError, MediaError
 from .types import FaceTrack, LabelResult, SpeechTurn
 
@@ -26,9 +26,25 @@ FORMATS = ("json", "rttm", "srt", "vtt", "png", "mp4")
 MP4_AUDIO_COPY_CODECS = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
 
 
+# --------------------------------------------------------------------------------------------------- face on screen
+def visible_intervals(track: FaceTrack, result: LabelResult, cfg: Config) -> list[tuple[float, float]]:
+    """When ``track``'s face is on screen: its sampled detections, one sample period each (1 / media.frame_rate),
+    joined over unseen gaps up to export.visible_gap_seconds, and cut at the end of the media."""
+    intervals = track.visible_intervals(1.0 / float(cfg.media.frame_rate), float(cfg.export.visible_gap_seconds))
+    duration = result.media.duration
+    if duration > 0:
+        intervals = [(start, min(end, duration)) for start, end in intervals if start < duration]
+    return intervals
+
+
 # --------------------------------------------------------------------------------------------------- JSON
-def to_dict(result: LabelResult) -> dict:
-    """The labelled recording as plain JSON-ready data, in the versioned ``avid.label`` schema."""
+def to_dict(result: LabelResult, cfg: Config | None = None) -> dict:
+    """The labelled recording as plain JSON-ready data, in the versioned ``avid.label`` schema.
+
+    Each face track gives its first and last detection (``start``, ``end``) and when it is on screen between them
+    (``visible``: [start, end] pairs, and their total ``visible_seconds``), by ``cfg`` (the defaults when None)."""
+    if cfg is None:
+        cfg = load_config()
     people: dict[str, dict] = {}
     for spk in result.speakers:
         person = people.setdefault(spk.name, {"name": spk.name, "person_id": spk.person_id, "known": spk.known,
@@ -49,17 +65,23 @@ def to_dict(result: LabelResult) -> dict:
         "speakers": [{**asdict(s), "score": None if s.score is None else round(float(s.score), 4),
                       "speech_seconds": round(s.speech_seconds, 3)} for s in result.speakers],
         "people": list(people.values()),
-        "face_tracks": [{"id": tr.id, "start": round(tr.start, 3), "end": round(tr.end, 3),
-                         "n_detections": len(tr.detections), "mean_probability": round(tr.mean_probability, 4),
-                         "name": result.track_names.get(tr.id), "speaker": speaker_of_track.get(tr.id)}
-                        for tr in result.face_tracks],
+        "face_tracks": [_track_dict(tr, result, cfg, speaker_of_track) for tr in result.face_tracks],
         "warnings": list(result.warnings),
     }
 
 
-def write_json(result: LabelResult, path: str | Path) -> Path:
+def _track_dict(track: FaceTrack, result: LabelResult, cfg: Config, speaker_of_track: dict[int, str]) -> dict:
+    visible = visible_intervals(track, result, cfg)
+    return {"id": track.id, "start": round(track.start, 3), "end": round(track.end, 3),
+            "visible": [[round(start, 3), round(end, 3)] for start, end in visible],
+            "visible_seconds": round(sum(end - start for start, end in visible), 3),
+            "n_detections": len(track.detections), "mean_probability": round(track.mean_probability, 4),
+            "name": result.track_names.get(track.id), "speaker": speaker_of_track.get(track.id)}
+
+
+def write_json(result: LabelResult, path: str | Path, cfg: Config | None = None) -> Path:
     path = Path(path)
-    path.write_text(json.dumps(to_dict(result), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(to_dict(result, cfg), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
 
@@ -137,7 +159,8 @@ def _row_order(result: LabelResult) -> list[str]:
 
 
 def write_timeline_png(result: LabelResult, path: str | Path, cfg: Config) -> Path:
-    """One row per person: their turns as bars (hatched where speech overlaps), their linked faces as a thin line."""
+    """One row per person: their turns as bars (hatched where speech overlaps), and under them a thin line where
+    their linked faces are on screen (``visible_intervals``: gaps where the face is not seen stay empty)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,10 +169,11 @@ def write_timeline_png(result: LabelResult, path: str | Path, cfg: Config) -> Pa
     path = Path(path)
     opts = cfg.export.png
     names = _row_order(result)
-    duration = max([result.media.duration] + [t.end for t in result.turns] + [tr.end for tr in result.face_tracks])
+    visible = {tr.id: visible_intervals(tr, result, cfg) for tr in result.face_tracks}
+    duration = max([result.media.duration] + [t.end for t in result.turns]
+                   + [end for intervals in visible.values() for _, end in intervals])
     fig, ax = plt.subplots(figsize=(opts.width_inches, 1.4 + 0.45 * max(1, len(names))), dpi=opts.dpi)
     colours = plt.get_cmap("tab10")
-    tracks_by_id = {tr.id: tr for tr in result.face_tracks}
     for row, name in enumerate(names):
         colour = colours(row % 10)
         turns = [t for t in result.turns if (t.name or t.speaker) == name]
@@ -157,11 +181,11 @@ def write_timeline_png(result: LabelResult, path: str | Path, cfg: Config) -> Pa
         overlapped = [(t.start, t.end - t.start) for t in turns if t.overlap]
         ax.broken_barh(plain, (row - 0.3, 0.6), facecolors=colour)
         ax.broken_barh(overlapped, (row - 0.3, 0.6), facecolors=colour, hatch="///", edgecolor="white", alpha=0.7)
-        for track_id in {t.track_id for t in turns if t.track_id is not None}:
-            track = tracks_by_id.get(track_id)
-            if track is not None:
-                ax.plot([track.start, track.end], [row + 0.38, row + 0.38], color=colour, linewidth=2,
-                        solid_capstyle="butt")
+        on_screen = [interval for track_id in {t.track_id for t in turns if t.track_id is not None}
+                     for interval in visible.get(track_id, [])]
+        if on_screen:
+            starts, ends = zip(*on_screen)
+            ax.hlines([row + 0.38] * len(on_screen), starts, ends, colors=[colour], linewidth=2, capstyle="butt")
     ax.set_yticks(range(len(names)), labels=names)
     ax.set_ylim(max(1, len(names)) - 0.5, -0.5)
     ax.set_xlim(0, max(duration, 1e-3))
@@ -369,7 +393,7 @@ def write_outputs(result: LabelResult, out_dir: str | Path, formats: Iterable[st
     written: dict[str, Path] = {}
     for fmt in formats:
         if fmt == "json":
-            written[fmt] = write_json(result, out_dir / f"{stem}.json")
+            written[fmt] = write_json(result, out_dir / f"{stem}.json", cfg)
         elif fmt == "rttm":
             written[fmt] = write_rttm(result, out_dir / f"{stem}.rttm")
         elif fmt == "srt":

@@ -13,7 +13,7 @@ from PIL import Image
 from avid import export, media
 from avid.config import load_config
 from avid.errors import AvidError
-from avid.types import FaceDetection, FaceTrack, LabelResult, SpeakerLabel, SpeechTurn
+from avid.types import FaceDetection, FaceTrack, LabelResult, MediaInfo, SpeakerLabel, SpeechTurn
 
 SRT_TIME = r"(\d{2}):(\d{2}):(\d{2}),(\d{3})"
 VTT_TIME = r"(\d{2}):(\d{2}):(\d{2})\.(\d{3})"
@@ -70,8 +70,10 @@ def test_json_schema(tmp_path, short_video):
     assert people["Eileen Collins"]["speech_seconds"] == pytest.approx(1.75)
     assert people["Eileen Collins"]["n_turns"] == 2 and people["Eileen Collins"]["track_ids"] == [7]
     assert people["unknown 1"]["known"] is False
-    assert document["face_tracks"] == [{"id": 7, "start": 0.0, "end": 2.8, "n_detections": 15,
-                                        "mean_probability": 0.99, "name": "Eileen Collins", "speaker": "spk0"}]
+    # Seen every sample from 0 to 2.8 s: on screen 0-3 s (the last sample stands for 0.2 s, up to the media's end).
+    assert document["face_tracks"] == [{"id": 7, "start": 0.0, "end": 2.8, "visible": [[0.0, 3.0]],
+                                        "visible_seconds": 3.0, "n_detections": 15, "mean_probability": 0.99,
+                                        "name": "Eileen Collins", "speaker": "spk0"}]
 
 
 def _track(times, track_id: int = 7) -> FaceTrack:
@@ -105,6 +107,29 @@ def test_visible_intervals_join_missed_samples():
 def test_visible_intervals_of_one_detection_and_of_none():
     assert _track([2.4]).visible_intervals(PERIOD, 0.5) == [pytest.approx((2.4, 2.6))]
     assert _track([]).visible_intervals(PERIOD, 0.5) == []
+
+
+def _away_and_back_result() -> LabelResult:
+    """Ada speaks 0-5 s of a 5 s video; her face is on screen 0-1 s and 3-4 s (one track, merged on return)."""
+    info = MediaInfo(path="away.mp4", kind="video", duration=5.0, width=640, height=360, fps=25.0, has_video=True,
+                     has_audio=True)
+    return LabelResult(media=info, turns=[SpeechTurn(0.0, 5.0, "spk0", track_id=7, name="Ada")],
+                       face_tracks=[_track(AWAY_AND_BACK)],
+                       speakers=[SpeakerLabel("spk0", "Ada", track_ids=[7], speech_seconds=5.0, n_turns=1)],
+                       track_names={7: "Ada"})
+
+
+def test_json_keeps_the_visible_intervals(cfg):
+    (track,) = export.to_dict(_away_and_back_result(), cfg)["face_tracks"]
+    assert (track["start"], track["end"]) == (0.0, 3.8)          # first and last detection, as before
+    assert track["visible"] == [[0.0, 1.0], [3.0, 4.0]]
+    assert track["visible_seconds"] == 2.0
+    # The gap comes from the config, and the media's end cuts the last interval.
+    wide = load_config(overrides={"export": {"visible_gap_seconds": 3.0}})
+    result = _away_and_back_result()
+    result.media.duration = 3.9
+    (track,) = export.to_dict(result, wide)["face_tracks"]
+    assert track["visible"] == [[0.0, 3.9]] and track["visible_seconds"] == 3.9
 
 
 def test_rttm_has_ten_fields_and_names(tmp_path, short_video):
@@ -158,6 +183,34 @@ def test_timeline_png(tmp_path, short_video, cfg):
     path = export.write_timeline_png(_result(short_video), tmp_path / "a.png", cfg)
     with Image.open(path) as image:
         assert image.format == "PNG" and image.width == cfg.export.png.width_inches * cfg.export.png.dpi
+
+
+def test_timeline_draws_the_face_only_where_it_is_on_screen(tmp_path, cfg):
+    import matplotlib
+
+    path = export.write_timeline_png(_away_and_back_result(), tmp_path / "away.png", cfg)
+    image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert image.shape[1] == cfg.export.png.width_inches * cfg.export.png.dpi
+    colour = np.array(matplotlib.colormaps["tab10"](0)[:3]) * 255     # the first row's colour
+    ink = np.abs(image - colour).sum(axis=2) < 30
+    # The speech bar is the widest band of the colour; it spans the whole 0-5 s axis, so it gives the time scale.
+    counts = ink.sum(axis=1)
+    bar_rows = np.flatnonzero(counts > 0.95 * counts.max())    # a face line never spans the whole axis here
+    bar_columns = np.flatnonzero(ink[bar_rows[len(bar_rows) // 2]])
+    x0, x1 = bar_columns.min(), bar_columns.max()
+    # The face line: the thin band of the colour below the bar.
+    line_rows = np.flatnonzero(ink.any(axis=1) & (np.arange(ink.shape[0]) > bar_rows.max()))
+    assert 1 <= len(line_rows) <= 6
+    line = ink[line_rows].any(axis=0)
+
+    def drawn_at(t: float) -> bool:
+        return bool(line[int(round(x0 + t / 5.0 * (x1 - x0)))])
+
+    assert drawn_at(0.5) and drawn_at(3.5)                        # on screen
+    assert not drawn_at(2.0) and not drawn_at(4.5)                # gone: not one bar from 0 to 3.8 s
+    columns = np.flatnonzero(line)
+    assert (columns.min() - x0) / (x1 - x0) * 5.0 == pytest.approx(0.0, abs=0.05)
+    assert (columns.max() - x0) / (x1 - x0) * 5.0 == pytest.approx(4.0, abs=0.05)
 
 
 def test_annotated_mp4_keeps_audio_and_duration(tmp_path, short_video, cfg):
