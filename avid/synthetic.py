@@ -237,6 +237,19 @@ class Segment:
     start: float | None = None
 
 
+@dataclass
+class BackgroundFace:
+    """A still photo pasted small into the picture from ``start`` to ``end`` seconds (someone in the background,
+    a photo on the wall): centred at (``x``, ``y``) and ``height`` tall, all as fractions of the frame."""
+
+    image: np.ndarray
+    start: float = 0.0
+    end: float = float("inf")
+    x: float = 0.12
+    y: float = 0.22
+    height: float = 0.3
+
+
 def _background(width: int, height: int) -> np.ndarray:
     """A soft blue-grey studio gradient."""
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -274,7 +287,8 @@ def write_talking_video(path: str | Path, segments: Sequence[Segment], people: S
                         size: tuple[int, int] = (1280, 720), fps: int = 25, *, both_on_screen: bool = False,
                         with_audio: bool = True, duration: float | None = None, sample_rate: int = SAMPLE_RATE,
                         audio_rate: int = 44100, lead_seconds: float = 0.5, gap_seconds: float = 0.4,
-                        preset: str = "veryfast", crf: int = 23, threads: int = 0, faststart: bool = False) -> float:
+                        preset: str = "veryfast", crf: int = 23, threads: int = 0, faststart: bool = False,
+                        background_faces: Sequence[BackgroundFace] = ()) -> float:
     """Write an H.264 (+ AAC) MP4 of people taking turns to speak; returns its duration in seconds.
 
     By default only the person who is speaking (or spoke last) is on screen, like an edited interview;
@@ -284,6 +298,7 @@ def write_talking_video(path: str | Path, segments: Sequence[Segment], people: S
     Frames are rendered and encoded one at a time, so memory does not grow with the duration.
     ``threads=1`` makes the file byte-identical from run to run (x264's threads make it vary slightly); 0 = auto.
     ``faststart`` puts the index at the front, as web videos do (a truncated copy then still opens).
+    ``background_faces`` are still faces pasted into the picture besides the people.
     """
     width, height = size
     if width % 2 or height % 2:
@@ -322,6 +337,9 @@ def write_talking_video(path: str | Path, segments: Sequence[Segment], people: S
             canvas = background.copy()
             shown = range(len(people)) if both_on_screen else ([] if on_screen is None else [on_screen])
             _draw_people(canvas, people, animators, openings, list(shown), t)
+            for extra in background_faces:
+                if extra.start <= t < extra.end:
+                    _paste(canvas, extra.image, extra.x * width, extra.y * height, extra.height * height)
             frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
             frame.pts = index
             container.mux(video.encode(frame))
@@ -439,6 +457,38 @@ def write_image(path: str | Path, image: np.ndarray, quality: int = 92) -> Path:
     """Save an RGB array as .jpg, .png or .webp (by the extension)."""
     path = Path(path)
     Image.fromarray(image).save(path, quality=quality)
+    return path
+
+
+def write_cut(source: str | Path, path: str | Path, start: float, duration: float, fps: int = 25) -> Path:
+    """Re-encode ``duration`` seconds of a video from ``start`` (H.264 + AAC, its audio resampled to mono 16 kHz):
+    a short clip of a real recording, as a user would cut one."""
+    from .media import load_audio
+
+    audio = load_audio(source, SAMPLE_RATE, start, start + duration)
+    path = Path(path)
+    with av.open(str(source)) as reader, av.open(str(path), "w") as container:
+        stream = reader.streams.video[0]
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
+        video.options = {"preset": "veryfast", "crf": "20"}
+        sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono") if audio.size else None
+        reader.seek(int(max(0.0, start - 1.0) / stream.time_base), stream=stream)
+        index = 0
+        for frame in reader.decode(stream):
+            t = float(frame.pts * stream.time_base)
+            while t >= start + index / fps and index < round(duration * fps):
+                out = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+                out.pts = index
+                container.mux(video.encode(out))
+                index += 1
+            if index >= round(duration * fps):
+                break
+        container.mux(video.encode(None))
+        if sound is not None:
+            resampler = av.AudioResampler(format="fltp", layout="mono", rate=SAMPLE_RATE, frame_size=_AAC_FRAME_SIZE)
+            container.mux(_encode_audio(sound, resampler, audio.astype(np.float32), 0, SAMPLE_RATE))
+            container.mux(_encode_audio(sound, resampler, None, audio.size, SAMPLE_RATE))
     return path
 
 

@@ -304,7 +304,8 @@ def test_a_cut_between_people_framed_alike_splits_and_a_return_merges(cfg, encod
 
 
 def test_a_long_absence_closes_the_track_and_memory_stays_bounded(cfg, encoder, detector, astronaut):
-    config = load_config(overrides={"faces": {"tracker": {"max_embed_crops": 2, "appearance_threshold": 0.0}}})
+    config = load_config(overrides={"faces": {"tracker": {"max_embed_crops": 2, "reappear_similarity": 2.0,
+                                                           "short_gap_similarity": 2.0}}})
     tracker = FaceTracker(config, encoder)
     face, empty = canvas([(astronaut, 200, 80)]), canvas([])
     images = [face] * 4 + [empty] * 7 + [face] * 4          # 1.4 s without her: longer than max_gap_seconds

@@ -4,8 +4,9 @@ Detections join open tracks by box overlap (IoU, optimal assignment per frame), 
 colour histograms of consecutive frames differ): an edited interview may cut between two people framed alike.
 A track unseen for ``max_gap_seconds``, or cut off by a shot change, is closed: its best ``max_embed_crops``
 aligned chips are embedded and freed, so memory holds only a few small chips per OPEN track whatever the video's
-length. At the end, tracks of one face that never share the screen (a person leaving and coming back) are merged
-by appearance, spurious short tracks are dropped, and ids are renumbered from 0 in order of first appearance.
+length. At the end, tracks of one face that never share the screen are merged by appearance (a person lost for a
+moment, moving fast or framed anew, by a looser rule than one leaving and coming back much later), spurious short
+tracks are dropped, and ids are renumbered from 0 in order of first appearance.
 """
 from __future__ import annotations
 
@@ -68,7 +69,9 @@ class FaceTracker:
         self.max_gap = float(settings.max_gap_seconds)
         self.min_detections = int(settings.min_track_detections)
         self.max_chips = max(1, int(settings.max_embed_crops))
-        self.merge_distance = float(settings.appearance_threshold)
+        self.reappear_similarity = float(settings.reappear_similarity)
+        self.short_gap = float(settings.short_gap_seconds)
+        self.short_gap_similarity = float(settings.short_gap_similarity)
         self.cut_similarity = float(settings.cut_similarity)
         self.with_mouth = bool(cfg.faces.landmarks.mouth)
         self.encoder = encoder
@@ -162,36 +165,48 @@ class FaceTracker:
     # ---------------------------------------------------------------------------------------------- merging
 
     def _merge_reappearances(self, closed: list[_ClosedTrack]) -> list[_ClosedTrack]:
-        """Greedily merge the closest pairs of tracks that look alike and are never on screen together."""
-        if len(closed) < 2 or self.merge_distance <= 0:
+        """Greedily merge the most alike pairs of tracks of one face that are never on screen together: alike
+        enough for a re-appearance after any gap, or (a looser rule) for a face lost for a moment."""
+        if len(closed) < 2:
             return closed
         embeddings = np.stack([c.track.embedding for c in closed])
-        # Unit vectors: |a - b|^2 = 2 - 2 a.b (an n x n matrix, never n x n x dim).
-        distances = np.sqrt(np.clip(2 - 2 * embeddings @ embeddings.T, 0, None))
+        similarity = embeddings @ embeddings.T                      # n x n, never n x n x dim
+        loosest = min(self.reappear_similarity, self.short_gap_similarity)
         group = list(range(len(closed)))            # index of the track each one has been merged into
         members = {i: closed[i] for i in range(len(closed))}
-        rows, cols = np.nonzero(np.triu(distances < self.merge_distance, k=1))
-        for k in np.argsort(distances[rows, cols], kind="stable"):
-            i, j = int(rows[k]), int(cols[k])
-            a, b = _root(group, i), _root(group, j)
+        rows, cols = np.nonzero(np.triu(similarity >= loosest, k=1))
+        for k in np.argsort(-similarity[rows, cols], kind="stable"):
+            a, b = _root(group, int(rows[k])), _root(group, int(cols[k]))
             if a == b:
                 continue
             first, second = members[a], members[b]
-            # Re-check against the groups as they are now (average linkage), not just the two original tracks.
-            if np.linalg.norm(first.track.embedding - second.track.embedding) >= self.merge_distance:
-                continue
-            if _overlaps(first.spans, second.spans):
+            if not self._one_face(first, second):
                 continue
             keep, gone = (a, b) if first.track.start <= second.track.start else (b, a)
             members[keep] = _join(members[keep], members.pop(gone))
             group[gone] = keep
         return list(members.values())
 
+    def _one_face(self, a: _ClosedTrack, b: _ClosedTrack) -> bool:
+        """Whether two (groups of) tracks are one face: never on screen together, and alike as the rule for
+        their gap asks. Checked on the groups as they are now (average linkage), not just two original tracks."""
+        if _overlaps(a.spans, b.spans):
+            return False
+        similarity = float(np.dot(a.track.embedding, b.track.embedding))
+        if similarity >= self.reappear_similarity:
+            return True
+        return similarity >= self.short_gap_similarity and _gap(a.spans, b.spans) <= self.short_gap
+
 
 def _root(group: list[int], i: int) -> int:
     while group[i] != i:
         i = group[i]
     return i
+
+
+def _gap(spans_a: list[tuple[float, float]], spans_b: list[tuple[float, float]]) -> float:
+    """Seconds between the nearest ends of two sets of (non-overlapping) on-screen intervals."""
+    return min(max(b0 - a1, a0 - b1) for a0, a1 in spans_a for b0, b1 in spans_b)
 
 
 def _overlaps(spans_a: list[tuple[float, float]], spans_b: list[tuple[float, float]]) -> bool:
