@@ -30,9 +30,10 @@ from .config import Config, load_config
 from .errors import AvidError, ConfigError, ModelError, NoContentError
 from .gallery import Gallery, Observation
 from .ingest import Models, process_file
-from .media import content_hash
+from .media import content_hash, media_kind
 from .shared import model as shared_model
 from .shared.train import PROTOTYPE_SPACES, UNNAMED, TrainingData, TrainReport, person_prototypes, train_model
+from .talking_face import TrackChoice, choose_face, track_size
 from .types import FaceTrack, IngestResult, Match, Person, box_area
 from .vectors import unit_mean
 
@@ -50,6 +51,7 @@ class Evidence:
     voice_backend: str = ""
     face_source: dict = field(default_factory=dict)    # source, start, end, track_id (+ content_hash when enrolled)
     voice_source: dict = field(default_factory=dict)
+    choice: Optional[dict] = None   # for a video: which face track was taken as its person and why
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -59,29 +61,27 @@ class Evidence:
         return "face" if self.face is not None else "voice"
 
 
-def _track_size(track: FaceTrack) -> float:
-    """Median face box side (pixels) over the track."""
-    return float(np.median([np.sqrt(box_area(d.box)) for d in track.detections])) if track.detections else 0.0
-
-
 def describe_tracks(tracks: Sequence[FaceTrack]) -> str:
     """One line per face track: id, time range, detections and face size, longest first."""
     lines = []
     for t in sorted(tracks, key=lambda t: (t.start - t.end, t.id)):
         lines.append(f"  track {t.id}: {t.start:.1f}-{t.end:.1f} s, {len(t.detections)} detections, "
-                     f"face about {_track_size(t):.0f} px")
+                     f"face about {track_size(t):.0f} px")
     return "\n".join(lines)
 
 
-def _voice_between(result: IngestResult, start: Optional[float] = None,
-                   end: Optional[float] = None) -> Optional[tuple[np.ndarray, float, float]]:
-    """The voice embedding of the speech in [start, end] (all speech when None): the normalised mean of the window
-    embeddings there, which is how Resemblyzer embeds an utterance. Returns (embedding, first, last) or None."""
-    windows = [w for w in result.voice_windows
-               if (start is None or w.end > start) and (end is None or w.start < end)]
-    if not windows:
-        return None
-    return unit_mean([w.embedding for w in windows]), windows[0].start, windows[-1].end
+def _speech_between(result: IngestResult, start: Optional[float] = None,
+                    end: Optional[float] = None) -> Optional[tuple[float, float]]:
+    """The first and last moment of speech in [start, end] (all speech when None), or None without any."""
+    lo, hi = (float("-inf") if start is None else start), (float("inf") if end is None else end)
+    heard = [(max(r.start, lo), min(r.end, hi)) for r in result.speech_regions if r.end > lo and r.start < hi]
+    return (heard[0][0], heard[-1][1]) if heard else None
+
+
+def _window_voice(result: IngestResult, start: float, end: float) -> Optional[np.ndarray]:
+    """The normalised mean of the diarization window embeddings in [start, end] (too little speech to embed
+    it whole), or None."""
+    return unit_mean([w.embedding for w in result.voice_windows if w.end > start and w.start < end])
 
 
 def _whole_voice(path: str, start: float, end: float, cfg: Config, models: Models) -> Optional[np.ndarray]:
@@ -97,24 +97,36 @@ def _whole_voice(path: str, start: float, end: float, cfg: Config, models: Model
         return None
 
 
-def _pick_track(result: IngestResult, track: Optional[int], path: str) -> Optional[FaceTrack]:
-    tracks = [t for t in result.face_tracks if t.embedding is not None]
-    if not tracks:
-        return None
-    if track is not None:
-        for t in tracks:
-            if t.id == track:
-                return t
+def _choose_track(result: IngestResult, track: Optional[int], path: str, cfg: Config) -> TrackChoice:
+    """The face of a video that is its person (``track`` when given): talking_face.choose_face, or AvidError
+    listing the faces when two different ones are comparably likely."""
+    tracks = [t for t in result.face_tracks if t.embedding is not None and t.detections]
+    if track is not None and not any(t.id == track for t in tracks):
         raise AvidError(f"no face track {track}; the tracks are:\n{describe_tracks(tracks)}", path)
-    if len(tracks) > 1:
-        raise AvidError(f"{len(tracks)} face tracks: choose one with --track ID:\n{describe_tracks(tracks)}", path)
-    return tracks[0]
+    choice = choose_face(tracks, result.speech_regions, result.energy, cfg, track)
+    if tracks and choice.chosen is None:
+        listed = "\n".join(f"  {c.describe()}" for c in choice.candidates)
+        raise AvidError(f"cannot tell whose video this is: {choice.explanation}; choose a face with --track ID:"
+                        f"\n{listed}", path)
+    return choice
 
 
-def evidence_from(path: str | Path, cfg: Config, models: Models, track: Optional[int] = None) -> Evidence:
+_GIVEN_AS = {"image": ("image",), "audio": ("audio", "video"), "video": ("video",)}
+
+
+def evidence_from(path: str | Path, cfg: Config, models: Models, track: Optional[int] = None,
+                  given_as: Optional[str] = None) -> Evidence:
     """Ingest one file and take what identifies its person: the largest face of a photo; the speech of an audio
-    clip; one face track of a video (``track``, or the only one) and the speech heard while it is on screen."""
+    clip; the face of a video that is its person (``track``, or the one seen talking, or the one that dominates:
+    talking_face.choose_face) and the speech heard while it is on screen.
+
+    ``given_as`` ("image", "audio", "video": the option the file came with) refuses a file of another kind, a
+    photo given as a video say; an audio clip may be a video's sound, and then only its voice is taken."""
     path = str(path)
+    if given_as is not None and media_kind(path) not in _GIVEN_AS[given_as]:
+        names = {"image": "a still image", "audio": "an audio clip", "video": "a video"}
+        raise AvidError(f"is {names[media_kind(path)]}, not {names[given_as]}: give it with --{media_kind(path)}",
+                        path)
     result = process_file(path, cfg, models)
     kind = result.media.kind
     evidence = Evidence(face_backend=result.face_backend, voice_backend=result.voice_backend)
@@ -129,27 +141,39 @@ def evidence_from(path: str | Path, cfg: Config, models: Models, track: Optional
         evidence.face = largest.embedding.astype(np.float32)
         evidence.face_source = {"source": path, "track_id": None, "start": None, "end": None}
         return evidence
-    chosen = _pick_track(result, track, path) if kind == "video" else None
+    if given_as == "audio":
+        kind = "audio"      # a video's sound track: its voice only
+    choice = _choose_track(result, track, path, cfg) if kind == "video" else None
+    chosen = choice.chosen if choice is not None else None
     if chosen is not None:
-        evidence.face = chosen.embedding.astype(np.float32)
-        evidence.face_source = {"source": path, "track_id": chosen.id, "start": chosen.start, "end": chosen.end}
+        evidence.face = choice.embedding
+        evidence.choice = choice.to_dict()
+        evidence.face_source = {"source": path, "track_id": chosen.tracks[0].id, "start": chosen.tracks[0].start,
+                                "end": max(t.end for t in chosen.tracks)}
     # With several people on screen, only speech while the chosen face is visible can be theirs.
     several = len([t for t in result.face_tracks if t.embedding is not None]) > 1
-    span = (chosen.start, chosen.end) if chosen is not None and several else (None, None)
-    voice = _voice_between(result, *span)
-    if voice is not None:
-        evidence.voice = _whole_voice(path, voice[1], voice[2], cfg, models)
+    span = (evidence.face_source["start"], evidence.face_source["end"]) if chosen and several else (None, None)
+    heard = None if choice is not None and choice.silent_face else _speech_between(result, *span)
+    if heard is not None:
+        evidence.voice = _whole_voice(path, *heard, cfg, models)
         if evidence.voice is None:
-            evidence.voice = voice[0]
-        evidence.voice_source = {"source": path, "track_id": None, "start": voice[1], "end": voice[2]}
+            evidence.voice = _window_voice(result, *heard)
+        if evidence.voice is not None:
+            evidence.voice_source = {"source": path, "track_id": None, "start": heard[0], "end": heard[1]}
     if evidence.face is None and evidence.voice is None:
         what = "no speech long enough to embed" if kind == "audio" else "no face and no usable speech"
         raise NoContentError(what, path)
-    if kind == "video" and evidence.voice is None:
-        when = f" while track {chosen.id} is on screen" if span[0] is not None else ""
+    if choice is not None and choice.silent_face:
+        evidence.notes.append(f"{path}: the face (track {chosen.tracks[0].id}) is not seen talking with the "
+                              f"speech, so the voice may be someone else's (off screen): face only; give the voice "
+                              f"with --audio if it is theirs")
+    elif kind == "video" and evidence.voice is None:
+        when = f" while track {chosen.tracks[0].id} is on screen" if span[0] is not None else ""
         evidence.notes.append(f"{path}: no usable speech{when}; face only")
     if kind == "video" and evidence.face is None:
         evidence.notes.append(f"{path}: no face found; voice only")
+    elif choice is not None and choice.reason not in ("only face", "track"):
+        evidence.notes.append(f"{path}: using track {chosen.tracks[0].id}: {choice.explanation}")
     return evidence
 
 
@@ -158,6 +182,7 @@ def _combine(parts: list[Evidence]) -> Evidence:
     combined = Evidence()
     for part in parts:
         combined.notes.extend(part.notes)
+        combined.choice = combined.choice or part.choice
         for modality in ("face", "voice"):
             if getattr(part, modality) is None:
                 continue
@@ -324,6 +349,7 @@ class Enrolment:
     person: Person
     added: list[dict]                  # one per stored observation: modality, source, start, end, track_id
     notes: list[str] = field(default_factory=list)
+    choices: list[dict] = field(default_factory=list)   # per video: which face track was taken, and why
 
 
 def enroll(gallery: Gallery, name: str, images: Sequence[str | Path] = (), audios: Sequence[str | Path] = (),
@@ -344,8 +370,9 @@ def enroll(gallery: Gallery, name: str, images: Sequence[str | Path] = (), audio
     if exists and not add:
         raise AvidError(f"{name!r} is already enrolled: use --add to add these files to them, or another name")
     models = models or Models(cfg)
-    evidence = [evidence_from(p, cfg, models) for p in list(images) + list(audios)]
-    evidence += [evidence_from(p, cfg, models, track=track) for p in videos]
+    evidence = [evidence_from(p, cfg, models, given_as="image") for p in images]
+    evidence += [evidence_from(p, cfg, models, given_as="audio") for p in audios]
+    evidence += [evidence_from(p, cfg, models, track=track, given_as="video") for p in videos]
     for path, item in zip(list(images) + list(audios) + list(videos), evidence):
         digest = content_hash(path)   # stored with enrolled observations only: queries need no second read
         for source in (item.face_source, item.voice_source):
@@ -364,7 +391,9 @@ def enroll(gallery: Gallery, name: str, images: Sequence[str | Path] = (), audio
                                         **item.voice_source)
                 added.append({"modality": "voice", **item.voice_source})
         refresh_z_prototypes(gallery, [person.id])
-    return Enrolment(person=gallery.person(name), added=added, notes=notes)
+    choices = [{"source": str(p), **e.choice} for p, e in zip(list(images) + list(audios) + list(videos), evidence)
+               if e.choice is not None]
+    return Enrolment(person=gallery.person(name), added=added, notes=notes, choices=choices)
 
 
 # ---------------------------------------------------------------------------------------------- query
@@ -375,6 +404,7 @@ class QueryResult:
     space: str                         # "z" (shared model) or "raw" (per-modality embeddings, score fusion)
     threshold: float                   # the calibrated score needed to accept
     notes: list[str] = field(default_factory=list)
+    choice: Optional[dict] = None      # a video query: which face track was taken as its person, and why
 
     @property
     def answer(self) -> Match:
@@ -470,7 +500,8 @@ def query(gallery: Gallery, image: Optional[str | Path] = None, audio: Optional[
     if not gallery.people():
         raise AvidError("the gallery is empty: enrol people first (avid enroll NAME ...)", gallery.path)
     models = models or Models(cfg)
-    parts = [evidence_from(p, cfg, models, track=track if p == video else None) for p in (image, audio, video) if p]
+    parts = [evidence_from(p, cfg, models, track=track if kind == "video" else None, given_as=kind)
+             for kind, p in (("image", image), ("audio", audio), ("video", video)) if p]
     evidence = _combine(parts)
     return query_embeddings(gallery, evidence, top_k, cfg, use_model)
 
@@ -486,4 +517,4 @@ def query_embeddings(gallery: Gallery, evidence: Evidence, top_k: Optional[int] 
     matches = [Match(person_id=p.id, name=p.name, score=round(float(s), 4), modality=evidence.mode,
                      accepted=bool(s >= threshold)) for p, s in scored[:top_k]]
     return QueryResult(matches=matches, mode=evidence.mode, space=space, threshold=threshold,
-                       notes=evidence.notes + notes)
+                       notes=evidence.notes + notes, choice=evidence.choice)

@@ -44,7 +44,7 @@ from .index import FaissIndex, Index, build_index
 from .ingest import Models, process_file
 from .inputs import expand_inputs
 from .media import content_hash
-from .types import IngestResult, Person
+from .types import FaceTrack, IngestResult, Person, SpeechRegion
 
 log = logging.getLogger("avid")
 
@@ -229,12 +229,12 @@ def analyse_file(path: str, digest: str, cfg: Config, models: Optional[Models] =
         outcome.error = f"unexpected error ({exc.__class__.__name__}: {exc})"
         return outcome
     outcome.warnings = list(result.warnings)
-    outcome.observations = observation_records(result, cfg.library.pair_min_overlap)
+    outcome.observations = observation_records(result, cfg)
     return outcome
 
 
-def observation_records(result: IngestResult, pair_min_overlap: float) -> list[ObservationRecord]:
-    """Face tracks and speech regions that have embeddings, each voice paired with the one face on screen."""
+def observation_records(result: IngestResult, cfg: Config) -> list[ObservationRecord]:
+    """Face tracks and speech regions that have embeddings, each voice paired with the face seen saying it."""
     records = []
     for track in result.face_tracks:
         if track.embedding is None or not track.detections:
@@ -243,21 +243,32 @@ def observation_records(result: IngestResult, pair_min_overlap: float) -> list[O
         records.append(ObservationRecord("face", track.start, track.end, np.asarray(track.embedding, np.float32),
                                          result.face_backend, track_id=track.id,
                                          best=(best.time, *map(float, best.box))))
-    faces = [r for r in records if r.modality == "face"]
+    tracks = [t for t in result.face_tracks if t.embedding is not None and t.detections]
     for region in result.speech_regions:
         if region.embedding is None:
             continue
         records.append(ObservationRecord("voice", region.start, region.end,
                                          np.asarray(region.embedding, np.float32), result.voice_backend,
-                                         paired_track=_on_screen(region.start, region.end, faces, pair_min_overlap)))
+                                         paired_track=_speaking_face(region, tracks, result, cfg)))
     return records
 
 
-def _on_screen(start: float, end: float, faces: list[ObservationRecord], min_overlap: float) -> Optional[int]:
-    """The face track visible for at least ``min_overlap`` of [start, end] when it is the only one; else None."""
-    duration = max(end - start, 1e-6)
-    visible = [f.track_id for f in faces if (min(end, f.end) - max(start, f.start)) / duration >= min_overlap]
-    return visible[0] if len(visible) == 1 else None
+def _speaking_face(region: SpeechRegion, tracks: list[FaceTrack], result: IngestResult,
+                   cfg: Config) -> Optional[int]:
+    """The face track that says ``region``: of the tracks on screen for ``library.pair_min_overlap`` of it, the
+    one seen talking (talking_face.choose_face), or the only one unless its mouth is seen still; else None (a
+    wrong pair would teach the library someone else's voice)."""
+    from .talking_face import choose_face
+
+    duration = max(region.end - region.start, 1e-6)
+    share = float(cfg.library.pair_min_overlap)
+    visible = [t for t in tracks if (min(region.end, t.end) - max(region.start, t.start)) / duration >= share]
+    if not visible:
+        return None
+    choice = choose_face(visible, [region], result.energy, cfg)
+    if choice.chosen is None or choice.silent_face or choice.reason not in ("only face", "talking"):
+        return None
+    return choice.chosen.tracks[0].id
 
 
 # ================================================================================================ engines
@@ -599,16 +610,18 @@ def query_vectors(cfg: Config, image: Optional[str] = None, audio: Optional[str]
     """The face and voice vectors to search with, per modality (rows of a matrix).
 
     A file gives what ``avid query`` would take from it (``identify.evidence_from``): a photo its largest face,
-    audio its speech, a video one face track (``track``, or the only one) and the speech heard with it. A person
+    audio its speech, a video the face that is its person (``track``, or the one seen talking, or the one that
+    dominates) and the speech heard with it. A person
     gives every face and voice embedding stored under their name.
     """
     from .identify import evidence_from   # here: it imports torch, which `avid process --db`'s parent never needs
 
     found: dict[str, list[np.ndarray]] = defaultdict(list)
-    for path in (image, audio, video):
+    for kind, path in (("image", image), ("audio", audio), ("video", video)):
         if path is None:
             continue
-        evidence = evidence_from(path, cfg, models or _models_for(cfg), track=track)
+        evidence = evidence_from(path, cfg, models or _models_for(cfg), track=track if kind == "video" else None,
+                                 given_as=kind)
         for modality in ("face", "voice"):
             if getattr(evidence, modality) is not None:
                 found[modality].append(getattr(evidence, modality))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from ._common import add_db_argument, config_from_args, open_gallery
@@ -11,14 +12,16 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "enroll", help="enrol a person from photos, voice clips and/or videos",
         description="A photo enrols its largest face, an audio clip its speech, a video its face track and the "
-                    "speech heard while it is on screen (with several faces in the video, pick one with --track; "
-                    "the error lists them). Everything is stored in one transaction: a file that fails stores "
+                    "speech heard while it is on screen: the face seen talking with the speech, else the one that "
+                    "dominates; when two faces are comparably likely it refuses and lists them (pick one with "
+                    "--track). Everything is stored in one transaction: a file that fails stores "
                     "nothing.")
     parser.add_argument("name", metavar="NAME")
     parser.add_argument("--image", nargs="+", default=[], metavar="F", help="photos of the person")
     parser.add_argument("--audio", nargs="+", default=[], metavar="F", help="audio clips of the person speaking")
     parser.add_argument("--video", nargs="+", default=[], metavar="F", help="videos of the person speaking")
-    parser.add_argument("--track", type=int, metavar="ID", help="face track of the video to enrol")
+    parser.add_argument("--track", type=int, metavar="ID", help="face track of the video to enrol instead")
+    parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--add", action="store_true", help="add to a person who is already enrolled")
     add_db_argument(parser)
     parser.set_defaults(func=run)
@@ -31,9 +34,15 @@ def run(args: argparse.Namespace) -> int:
     with open_gallery(args, must_exist=False) as gallery:
         result = enroll(gallery, args.name, images=args.image, audios=args.audio, videos=args.video,
                         track=args.track, add=args.add, cfg=cfg)
+    person = result.person
+    if args.json:
+        print(json.dumps({"person": {"name": person.name, "id": person.id, "face_observations": person.n_face,
+                                     "voice_observations": person.n_voice},
+                          "added": result.added, "face_tracks": result.choices, "notes": result.notes},
+                         indent=1, ensure_ascii=False))
+        return 0
     for note in result.notes:
         print(f"avid: note: {note}", file=sys.stderr)
-    person = result.person
     print(f"enrolled {person.name}: now {person.n_face} face and {person.n_voice} voice observations")
     for item in result.added:
         span = "" if item["start"] is None else f"\t{item['start']:.2f}-{item['end']:.2f} s"

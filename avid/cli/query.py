@@ -16,8 +16,9 @@ def register(subparsers) -> None:
                     "voice clip together are one query with both modalities.")
     parser.add_argument("--image", metavar="F", help="photo (its largest face)")
     parser.add_argument("--audio", metavar="F", help="voice clip")
-    parser.add_argument("--video", metavar="F", help="video (a face track and its speech)")
-    parser.add_argument("--track", type=int, metavar="ID", help="face track of the video, when it has several")
+    parser.add_argument("--video", metavar="F", help="video (the face seen talking, or the one that dominates, and "
+                                                     "its speech)")
+    parser.add_argument("--track", type=int, metavar="ID", help="face track of the video to use instead")
     parser.add_argument("--top-k", type=int, metavar="K", help="how many people to list (default from the config)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     add_db_argument(parser)
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
                           "mode": result.mode, "space": result.space, "threshold": result.threshold,
                           "matches": [{"rank": i + 1, "name": m.name, "person_id": m.person_id, "score": m.score,
                                        "accepted": m.accepted} for i, m in enumerate(result.matches)],
-                          "notes": result.notes}, indent=1))
+                          "face_track": result.choice, "notes": result.notes}, indent=1))
         return 0
     for note in result.notes:
         print(f"avid: note: {note}", file=sys.stderr)

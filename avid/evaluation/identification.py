@@ -264,6 +264,65 @@ def chimeric_manifest(data: Path, out_dir: Path, seed: int) -> Path:
     return manifest
 
 
+def talking_photo(photo: Path, cfg: Config) -> tuple[synthetic.Portrait, float]:
+    """A photo whose mouth a talking video can open (the mouth found with dlib's landmarks on its largest face;
+    a still mouth when no face is found), and that face's height as a fraction of the photo's."""
+    from ..faces import FaceDetector
+    from ..faces.landmarks import mouth_region
+
+    image = media.load_image(photo)
+    faces = FaceDetector(cfg).detect_image(image)
+    if not faces:
+        return synthetic.Portrait(image), 0.5
+    largest = max(faces, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+    return (synthetic.Portrait(image, mouth=mouth_region(image, largest)),
+            (largest.box[3] - largest.box[1]) / image.shape[0])
+
+
+def talking_photo_manifest(data: Path, out_dir: Path, seed: int, cfg: Config) -> Path:
+    """The chimeric people of ``chimeric_manifest`` with video queries: each test photo of a person becomes a
+    talking-photo video (its mouth opening with the speech) saying the second half of the person's utterance,
+    with a second, smaller face of another identity, still, in the background for most of it; enrolment is the
+    first photo and the first half, as there. faces/_unknown, speaking a non-enrolled speaker's half, is a
+    non-enrolled video. Written into ``out_dir``; returns the manifest's path."""
+    people = identities(data)
+    paired, strangers, _ = split_speakers(data, seed, len(people))
+    rng = np.random.default_rng(seed)
+    unknown = [p for p in sorted((data / "faces" / "_unknown").iterdir()) if p.suffix.lower() in media.IMAGE_EXTENSIONS]
+    rows = []
+
+    def video(photo: Path, speech: str, behind: Path, name: str) -> str:
+        audio = media.load_audio(speech, synthetic.SAMPLE_RATE)
+        length = audio.size / synthetic.SAMPLE_RATE + 1.0
+        portrait, face_share = talking_photo(photo, cfg)
+        extra, extra_share = talking_photo(behind, cfg)
+        # The background face is shown at half the size of the speaker's (whose photo fills 88% of the height).
+        height = min(0.4, 0.5 * 0.88 * face_share / extra_share)
+        path = out_dir / f"{name}.mp4"
+        synthetic.write_talking_video(path, [synthetic.Segment(audio)], [portrait], background_faces=[
+            synthetic.BackgroundFace(extra.image, start=0.25 * length, end=0.9 * length, height=height)])
+        return str(path)
+
+    names = list(people)
+    for (person, photos), speech in zip(people.items(), paired):
+        first, second = halves(speech, out_dir)
+        name = f"{person}+{speech.stem.split('-')[0]}"
+        rows += [(name, "face", "enrol", str(photos[0])), (name, "voice", "enrol", first)]
+        for k, photo in enumerate(photos[1:]):
+            other = people[names[(names.index(person) + 1 + int(rng.integers(len(names) - 1))) % len(names)]]
+            behind = other[int(rng.integers(len(other)))]
+            rows.append((name, "video", "test", video(photo, second, behind, f"{person}_{k}")))
+    for k, (photo, speech) in enumerate(zip(unknown, strangers)):
+        behind = people[names[int(rng.integers(len(names)))]][0]
+        rows.append(("unknown_face", "video", "test", video(photo, halves(speech, out_dir)[1], behind, f"unknown_{k}")))
+    manifest = out_dir / "talking_photos.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["person", "modality", "role", "path"])
+        writer.writerows(rows)
+    return manifest
+
+
 # ---------------------------------------------------------------------------------------------- synthetic people
 @dataclass
 class SyntheticPeople:

@@ -16,11 +16,27 @@ _INNER_UPPER = (61, 62, 63)      # inner upper lip, left to right
 _INNER_LOWER = (67, 66, 65)      # inner lower lip, the points facing them
 
 
-def mouth_openness(image: np.ndarray, detection: FaceDetection, scale: float = 1.0) -> float:
-    """Inner-lip gap / mouth width for the face at ``detection`` (its coords / ``scale`` are ``image`` pixels)."""
+_CHIN = 8
+
+
+def _points(image: np.ndarray, detection: FaceDetection, scale: float) -> np.ndarray:
+    """The 68 landmarks (x, y) of the face at ``detection``, in ``image`` pixels."""
     predictor = dlib_shape_predictor("shape_predictor_68_face_landmarks.dat")
     shape = predictor(np.ascontiguousarray(image), dlib_rect(detection, scale))
-    points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+
+def mouth_region(image: np.ndarray, detection: FaceDetection, scale: float = 1.0) -> tuple[int, int, int, int]:
+    """(left x, lip-line y, right x, chin y) of the face's mouth in ``image`` pixels: where a talking photo's
+    mouth opens (avid.synthetic.Portrait)."""
+    points = _points(image, detection, scale)
+    lip = np.mean([points[i, 1] for i in _INNER_UPPER + _INNER_LOWER])
+    return (int(points[_MOUTH_LEFT, 0]), int(round(lip)), int(points[_MOUTH_RIGHT, 0]), int(points[_CHIN, 1]))
+
+
+def mouth_openness(image: np.ndarray, detection: FaceDetection, scale: float = 1.0) -> float:
+    """Inner-lip gap / mouth width for the face at ``detection`` (its coords / ``scale`` are ``image`` pixels)."""
+    points = _points(image, detection, scale)
     width = np.linalg.norm(points[_MOUTH_RIGHT] - points[_MOUTH_LEFT])
     gap = np.mean([np.linalg.norm(points[u] - points[l]) for u, l in zip(_INNER_UPPER, _INNER_LOWER)])
     return float(gap / width) if width > 0 else 0.0
