@@ -52,6 +52,7 @@ class Evidence:
     face_source: dict = field(default_factory=dict)    # source, start, end, track_id (+ content_hash when enrolled)
     voice_source: dict = field(default_factory=dict)
     choice: Optional[dict] = None   # for a video: which face track was taken as its person and why
+    face_sharpness: Optional[float] = None   # faces.detect.sharpness of the face (median over a track)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -139,6 +140,7 @@ def evidence_from(path: str | Path, cfg: Config, models: Models, track: Optional
         if len(faces) > 1:
             evidence.notes.append(f"{path}: {len(faces)} faces; using the largest")
         evidence.face = largest.embedding.astype(np.float32)
+        evidence.face_sharpness = largest.detections[0].sharpness
         evidence.face_source = {"source": path, "track_id": None, "start": None, "end": None}
         return evidence
     if given_as == "audio":
@@ -147,6 +149,7 @@ def evidence_from(path: str | Path, cfg: Config, models: Models, track: Optional
     chosen = choice.chosen if choice is not None else None
     if chosen is not None:
         evidence.face = choice.embedding
+        evidence.face_sharpness = chosen.sharpness
         evidence.choice = choice.to_dict()
         evidence.face_source = {"source": path, "track_id": chosen.tracks[0].id, "start": chosen.tracks[0].start,
                                 "end": max(t.end for t in chosen.tracks)}
@@ -191,6 +194,8 @@ def _combine(parts: list[Evidence]) -> Evidence:
             setattr(combined, modality, getattr(part, modality))
             setattr(combined, f"{modality}_backend", getattr(part, f"{modality}_backend"))
             setattr(combined, f"{modality}_source", getattr(part, f"{modality}_source"))
+            if modality == "face":
+                combined.face_sharpness = part.face_sharpness
     return combined
 
 
@@ -202,6 +207,17 @@ def raw_threshold(cfg: Config, backend: str) -> float:
         raise ConfigError(f"no identify.raw_thresholds entry for encoder {backend!r}; calibrate one "
                           f"(scripts/eval_chimeric.py --calibrate) and add it")
     return float(thresholds[backend])
+
+
+def face_threshold(cfg: Config, backend: str, sharpness: Optional[float] = None) -> float:
+    """The raw face threshold for a query face: the encoder's, raised linearly as the face is less sharp than
+    ``identify.blur.sharp`` (by ``identify.blur.max_raise`` for no detail at all). Blur makes different people's
+    faces look alike to a face encoder (their similarities rise towards the threshold) and one person's apart."""
+    base = raw_threshold(cfg, backend)
+    if sharpness is None:
+        return base
+    blur = cfg.identify.blur
+    return base + float(blur.max_raise) * max(0.0, 1.0 - float(sharpness) / float(blur.sharp))
 
 
 def calibrated(similarity: np.ndarray | float, threshold: float) -> np.ndarray:
@@ -417,8 +433,11 @@ class QueryResult:
 
 def score_people(gallery: Gallery, face: Optional[np.ndarray], voice: Optional[np.ndarray], cfg: Config,
                  face_backend: str = "", voice_backend: str = "", use_model: bool = True,
-                 loaded=None) -> tuple[list[tuple[Person, float]], str, list[str]]:
+                 loaded=None, face_sharpness: Optional[float] = None) -> tuple[list[tuple[Person, float]], str, list[str]]:
     """Calibrated scores of the enrolled people for a face and/or voice embedding, best first.
+
+    ``face_sharpness`` (faces.detect.sharpness of the query face) raises the face threshold for a blurred face
+    (``face_threshold``), so that it gets a weak score rather than a confident wrong name.
 
     Each person is scored on what both the query and the person have: a face query ranks the people with a face,
     a voice query those with a voice, and a face-and-voice query scores people with both on both (fused) and
@@ -431,7 +450,8 @@ def score_people(gallery: Gallery, face: Optional[np.ndarray], voice: Optional[n
         if vector is not None and modality in have and backend and have[modality][0] != backend:
             raise AvidError(f"the gallery holds {have[modality][0]} {modality} embeddings but this query's are "
                             f"{backend}: use the same encoder (faces.encoder.backend) as at enrolment")
-    thresholds = {"face": raw_threshold(cfg, have.get("face", (face_backend or cfg.faces.encoder.backend,))[0]),
+    thresholds = {"face": face_threshold(cfg, have.get("face", (face_backend or cfg.faces.encoder.backend,))[0],
+                                         face_sharpness),
                   "voice": raw_threshold(cfg, have.get("voice", (voice_backend or cfg.voice.encoder.backend,))[0])}
     queries = {"face": face, "voice": voice}
     model = None
@@ -511,7 +531,7 @@ def query_embeddings(gallery: Gallery, evidence: Evidence, top_k: Optional[int] 
     """``query`` for embeddings already extracted (evaluation and library search reuse this)."""
     cfg = cfg or load_config()
     scored, space, notes = score_people(gallery, evidence.face, evidence.voice, cfg, evidence.face_backend,
-                                        evidence.voice_backend, use_model, loaded)
+                                        evidence.voice_backend, use_model, loaded, evidence.face_sharpness)
     threshold = float(cfg.identify.threshold)
     top_k = int(top_k if top_k is not None else cfg.identify.top_k)
     matches = [Match(person_id=p.id, name=p.name, score=round(float(s), 4), modality=evidence.mode,

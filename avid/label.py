@@ -301,10 +301,11 @@ def name_speakers(turns: list[SpeechTurn], voices: dict[str, list[VoiceWindow]],
         track_ids = links.get(speaker, [])
         voice = speaker_voice(voices.get(speaker, []), float(cfg.label.voice_min_alone_seconds))
         face = tracks_by_id[track_ids[0]].embedding if track_ids else None
+        sharpness = tracks_by_id[track_ids[0]].sharpness if track_ids else None
         label = SpeakerLabel(speaker=speaker, name="", track_ids=list(track_ids),
                              speech_seconds=float(sum(t.end - t.start for t in speaker_turns)),
                              n_turns=len(speaker_turns))
-        match = _identify(gallery, face, voice, cfg, backends)
+        match = _identify(gallery, face, voice, cfg, backends, sharpness)
         if match is not None:
             label.score, label.modality = match.score, match.modality
         if match is not None and match.accepted and match.person_id is not None:
@@ -328,14 +329,15 @@ def _gallery_names(gallery) -> list[str]:
 
 
 def _identify(gallery, face: Optional[np.ndarray], voice: Optional[np.ndarray], cfg: Config,
-              backends: tuple[str, str]) -> Optional[Match]:
+              backends: tuple[str, str], face_sharpness: Optional[float] = None) -> Optional[Match]:
     """The best gallery match for a face and/or voice embedding (``accepted`` says whether it passes the open-set
     threshold), or None with no gallery, an empty one, or nothing to match."""
     if gallery is None or (face is None and voice is None) or not gallery.people():
         return None
     from .identify import Evidence, query_embeddings
 
-    evidence = Evidence(face=face, voice=voice, face_backend=backends[0], voice_backend=backends[1])
+    evidence = Evidence(face=face, voice=voice, face_backend=backends[0], voice_backend=backends[1],
+                        face_sharpness=face_sharpness)
     matches = query_embeddings(gallery, evidence, top_k=1, cfg=cfg).matches
     return matches[0] if matches else None
 
@@ -370,7 +372,7 @@ def name_tracks(tracks: list[FaceTrack], speakers: list[SpeakerLabel], gallery, 
     for track in tracks:
         if track.id in names or track.embedding is None:
             continue
-        match = _identify(gallery, track.embedding, None, cfg, (face_backend, ""))
+        match = _identify(gallery, track.embedding, None, cfg, (face_backend, ""), track.sharpness)
         if match is not None and match.accepted and match.person_id is not None:
             names[track.id] = match.name
     return names

@@ -43,6 +43,12 @@ class Candidate:
     with_speech: bool = True          # visible_seconds counts only time with speech
 
     @property
+    def sharpness(self) -> Optional[float]:
+        """Median faces.detect.sharpness of its detections (None when not measured)."""
+        values = [d.sharpness for t in self.tracks for d in t.detections if d.sharpness is not None]
+        return float(np.median(values)) if values else None
+
+    @property
     def track_ids(self) -> list[int]:
         return [t.id for t in self.tracks]
 

@@ -50,7 +50,8 @@ class FaceDetection:
     box: Box
     probability: float
     landmarks: Optional[np.ndarray] = None   # (5, 2) eyes, nose, mouth corners; original-frame pixels
-    quality: float = 0.0                      # higher is a better crop for embedding (size, sharpness, pose)
+    quality: float = 0.0                      # higher is a better crop for embedding (size, confidence, pose)
+    sharpness: Optional[float] = None         # faces.detect.sharpness: low for blurred faces
 
 
 @dataclass
@@ -69,6 +70,12 @@ class FaceTrack:
     @property
     def end(self) -> float:
         return self.detections[-1].time if self.detections else 0.0
+
+    @property
+    def sharpness(self) -> Optional[float]:
+        """Median sharpness of its detections (faces.detect.sharpness; None when not measured)."""
+        values = [d.sharpness for d in self.detections if d.sharpness is not None]
+        return float(np.median(values)) if values else None
 
     @property
     def mean_probability(self) -> float:

@@ -74,7 +74,7 @@ def embed_all(faces_dir: Path, backend: str, kinds: list[str], config: str | Non
             except NoContentError:
                 notes.append(f"{key}: no face")
                 continue
-            originals.append(Photo(key, folder.name, key, evidence.face))
+            originals.append(Photo(key, folder.name, key, evidence.face, evidence.face_sharpness))
             if not kinds:
                 continue
             image = media.load_image(path)
@@ -86,8 +86,8 @@ def embed_all(faces_dir: Path, backend: str, kinds: list[str], config: str | Non
                 target = tmp / f"{folder.name}__{path.stem}.{kind}.png"
                 cv2.imwrite(str(target), cv2.cvtColor(harder, cv2.COLOR_RGB2BGR))
                 try:
-                    copies[kind].append(Photo(f"{key}#{kind}", folder.name, key,
-                                              evidence_from(target, cfg, models).face))
+                    copy = evidence_from(target, cfg, models)
+                    copies[kind].append(Photo(f"{key}#{kind}", folder.name, key, copy.face, copy.face_sharpness))
                 except NoContentError:
                     notes.append(f"{key}#{kind}: no face")
     return originals, copies, notes

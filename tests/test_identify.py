@@ -393,3 +393,22 @@ def test_a_talking_photo_with_someone_behind_is_the_speaker(shared_data, tmp_pat
         result = identify.query(gallery, video=video, cfg=cfg, models=models)
         assert result.choice["reason"] == "talking" and len(result.choice["candidates"]) == 2
         assert result.answer.name == "lin_manuel_miranda"
+
+
+def test_a_blurred_face_needs_more_similarity(tmp_path, media, cfg, models):
+    """A blurred photo is measured as such, and its face is scored against a raised threshold."""
+    import cv2
+
+    sharp = identify.evidence_from(media["eileen_2"], cfg, models)
+    blurred_path = synthetic.write_image(tmp_path / "blurred.png",
+                                         cv2.GaussianBlur(load_image(media["eileen_2"]), (0, 0), 2.0))
+    blurred = identify.evidence_from(blurred_path, cfg, models)
+    assert sharp.face_sharpness >= cfg.identify.blur.sharp > blurred.face_sharpness
+    base = identify.raw_threshold(cfg, "dlib")
+    assert identify.face_threshold(cfg, "dlib", sharp.face_sharpness) == base
+    assert base < identify.face_threshold(cfg, "dlib", blurred.face_sharpness) <= base + cfg.identify.blur.max_raise
+    with Gallery(tmp_path / "g.db") as gallery:
+        identify.enroll(gallery, "Eileen", images=[media["eileen"]], cfg=cfg, models=models)
+        plain = identify.score_people(gallery, blurred.face, None, cfg, use_model=False)[0][0][1]
+        weighed = identify.query_embeddings(gallery, blurred, cfg=cfg, use_model=False).matches[0].score
+        assert weighed < plain - 0.05

@@ -27,6 +27,7 @@ class Photo:
     identity: str                  # folder name; names starting with "_" are never enrolled
     photo: str                     # the original photo it comes from ("identity/file"), for same-photo checks
     embedding: np.ndarray
+    sharpness: Optional[float] = None   # faces.detect.sharpness of the face (raises its threshold when blurred)
 
 
 @dataclass
@@ -79,7 +80,8 @@ def run_split(split: Split, photos: Sequence[Photo], queries: Sequence[Photo], c
             enrolment = split.enrolled.get(query.identity)
             if enrolment is not None and query.photo == enrolment:
                 continue
-            ranked, _, _ = score_people(gallery, query.embedding, None, cfg, face_backend=backend, use_model=False)
+            ranked, _, _ = score_people(gallery, query.embedding, None, cfg, face_backend=backend, use_model=False,
+                                        face_sharpness=query.sharpness)
             best, score = ranked[0]
             if enrolment is None:
                 outcome.strangers.append(float(score))

@@ -91,7 +91,8 @@ def _queries(rows: list[ManifestRow], evidence: dict[str, Evidence], enrolled: s
         queries += [Query(person, "face", e, known) for e in faces]
         queries += [Query(person, "voice", e, known) for e in voices]
         queries += [Query(person, "both", Evidence(face=f.face, voice=v.voice, face_backend=f.face_backend,
-                                                  voice_backend=v.voice_backend), known)
+                                                  voice_backend=v.voice_backend, face_sharpness=f.face_sharpness),
+                          known)
                     for f in faces for v in voices]
         for r in tests:
             if r.modality == "video":
@@ -124,7 +125,8 @@ def _score(queries: list[Query], gallery: Gallery, cfg: Config, system: str) -> 
         impostor: list[float] = []
         for q in (q for q in queries if q.mode == mode):
             ranked, _, _ = score_people(gallery, q.evidence.face, q.evidence.voice, cfg, q.evidence.face_backend,
-                                        q.evidence.voice_backend, use_model=system == "z", loaded=loaded)
+                                        q.evidence.voice_backend, use_model=system == "z", loaded=loaded,
+                                        face_sharpness=q.evidence.face_sharpness)
             if not ranked:
                 continue
             for person, score in ranked:
