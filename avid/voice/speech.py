@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..types import SpeechRegion, VoiceWindow
-from ..vectors import unit_mean
+from ..vectors import unit_rows
 
 
 @dataclass
@@ -270,18 +270,23 @@ def speech_regions(segmentation: LocalSpeakers, cfg) -> list[SpeechRegion]:
 
 def attach_region_embeddings(regions: list[SpeechRegion], windows: list[VoiceWindow],
                              min_seconds: float) -> None:
-    """Each region long enough gets the mean of the local-speaker embeddings whose speech lies mostly inside it."""
+    """Each region long enough gets the mean of the local-speaker embeddings whose embedded speech overlaps it,
+    weighted by the overlap (a local speaker's middle seconds may fall in a pause between two regions)."""
     if not windows or not regions:
         return
-    centres = np.array([(w.start + w.end) / 2 for w in windows])
-    starts = np.array([r.start for r in regions])
-    ends = np.array([r.end for r in regions])
-    owner = np.searchsorted(starts, centres, side="right") - 1      # regions are sorted and apart
-    owner = np.where((owner >= 0) & (centres < ends[np.maximum(owner, 0)]), owner, -1)
-    for index, region in enumerate(regions):
-        inside = np.flatnonzero(owner == index)
-        if region.duration >= min_seconds and len(inside):
-            region.embedding = unit_mean([windows[i].embedding for i in inside])
+    order = np.argsort([w.start for w in windows], kind="stable")
+    starts = np.array([windows[i].start for i in order])
+    ends = np.maximum([windows[i].end for i in order], starts + 0.01)   # a point still lies in a region
+    longest = float((ends - starts).max())
+    for region in regions:
+        if region.duration < min_seconds:
+            continue
+        lo, hi = np.searchsorted(starts, [region.start - longest, region.end])
+        overlap = np.minimum(ends[lo:hi], region.end) - np.maximum(starts[lo:hi], region.start)
+        inside = np.flatnonzero(overlap > 0)
+        if len(inside):
+            vectors = np.stack([windows[order[lo + k]].embedding for k in inside])
+            region.embedding = unit_rows((overlap[inside, None] * vectors).sum(0)).astype(np.float32)
 
 
 def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
