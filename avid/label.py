@@ -81,8 +81,8 @@ def pair_evidence(speaker: str, turns: list[SpeechTurn], track: FaceTrack, energ
     """Co-occurrence and mouth-motion evidence that ``track`` is the face of ``speaker`` (whose turns are given).
 
     Mouth evidence, when the track has mouth openness values: the mouth must move while the speaker speaks (its
-    spread above the jitter of a still mouth), more than it does while the speaker is silent (a listener moves
-    its mouth at other times: the contrast), and a mouth that opens on the loud syllables adds to it (correlation
+    spread above the jitter of a still mouth, or how much more open it is than while the speaker is silent),
+    more than it does while the speaker is silent (a listener moves its mouth at other times: the contrast), and a mouth that opens on the loud syllables adds to it (correlation
     with speech energy; weak at a few frames a second, and music or noise blur it, so it only adds).
     """
     opts = cfg.association
@@ -104,7 +104,12 @@ def pair_evidence(speaker: str, turns: list[SpeechTurn], track: FaceTrack, energ
         return evidence
     floor = float(opts.mouth_motion_floor)
     evidence.activity = float(np.std(mouth[talking]))
-    above = max(0.0, evidence.activity - floor) / floor   # how many jitter floors beyond a still mouth
+    motion = evidence.activity
+    if elsewhere.sum() >= min_samples:
+        # A mouth held more open while the speaker speaks than otherwise moves with the speech too, even when it
+        # varies little within it (a short phrase sampled a few times).
+        motion = max(motion, float(np.mean(mouth[talking]) - np.mean(mouth[elsewhere])))
+    above = max(0.0, motion - floor) / floor   # how many jitter floors beyond a still mouth
     mouth_score = above / (1.0 + above)
     if energy is not None:
         level = energy.around(times[talking], float(opts.energy_window_seconds))
