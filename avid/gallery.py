@@ -37,7 +37,7 @@ from .errors import StoreError
 from .types import Match, Person
 from .vectors import unit_mean, unit_rows
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APP_ID = 0x61766964          # "avid": marks the file as ours (PRAGMA application_id)
 MODALITIES = ("face", "voice")
 SPACES = ("face", "voice", "z", "z_face", "z_voice")
@@ -91,8 +91,19 @@ CREATE TABLE model (
 );
 """
 
-# Migrations from version N to N+1, applied in order inside one transaction when an older database is opened.
-_MIGRATIONS: dict[int, str] = {}
+# Migrations from version N to N+1, applied in order inside one transaction when an older database is opened (and
+# after the version 1 schema when a new one is created).
+_MIGRATIONS: dict[int, str] = {
+    # 2: observations learned from the library (avid/learning.py) say how (JSON provenance); a person's rejected
+    # ones are remembered so that they are never learned again.
+    1: """
+ALTER TABLE observations ADD COLUMN learned TEXT;
+CREATE TABLE rejections (
+    observation_id INTEGER NOT NULL REFERENCES observations(id) ON DELETE CASCADE,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    PRIMARY KEY (observation_id, person_id)
+)""",
+}
 
 
 @dataclass
@@ -112,6 +123,7 @@ class Observation:
     track_id: Optional[int] = None
     paired_with: Optional[int] = None
     person: Optional[str] = None      # the person's name, when named
+    learned: Optional[dict] = None    # how it was learned from the library (avid/learning.py); None: enrolled/named
 
 
 def default_path() -> Path:
@@ -202,6 +214,8 @@ class Gallery:
                 if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                     return self._check_version()  # created concurrently by another process
                 _run_script(db, _SCHEMA_V1)
+                for version in range(1, SCHEMA_VERSION):
+                    _run_script(db, _MIGRATIONS[version])
                 db.execute(f"PRAGMA application_id = {APP_ID}")
                 db.execute("INSERT INTO meta VALUES ('schema_version', ?), ('created', ?)",
                            (str(SCHEMA_VERSION), _now()))
@@ -401,14 +415,15 @@ class Gallery:
         elif named is False:
             where.append("o.person_id IS NULL")
         sql = ("SELECT o.id, o.person_id, o.modality, o.source, o.embedding, o.backend, o.dim, o.content_hash, "
-               "o.start, o.end, o.track_id, o.paired_with, p.name FROM observations o "
+               "o.start, o.end, o.track_id, o.paired_with, p.name, o.learned FROM observations o "
                "LEFT JOIN people p ON p.id = o.person_id")
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._db.execute(sql + " ORDER BY o.id", params).fetchall()
         return [Observation(id=r[0], person_id=r[1], modality=r[2], source=r[3], embedding=from_blob(r[4], r[6]),
                             backend=r[5], dim=r[6], content_hash=r[7], start=r[8], end=r[9], track_id=r[10],
-                            paired_with=r[11], person=r[12]) for r in rows]
+                            paired_with=r[11], person=r[12], learned=json.loads(r[13]) if r[13] else None)
+                for r in rows]
 
     def encoders(self) -> dict[str, tuple[str, int]]:
         """The (backend, dim) of the stored embeddings per modality, for the modalities present."""
@@ -425,6 +440,45 @@ class Gallery:
                                      [(person_id, int(i)) for i in observation_ids]).rowcount
             self.refresh_prototypes(person_id)
         return int(changed)
+
+    def learn(self, person: int | str, learned: dict[int, dict]) -> int:
+        """Give unnamed observations to a person as learned ones: ``learned`` maps observation id -> provenance
+        (JSON-able: which modality vouched, by which observation, with what score). Observations that are named
+        by now or rejected for this person are left alone. Returns how many were learned."""
+        with self.transaction() as db:
+            person_id = self._person_id(person)
+            rejected = self.rejected(person_id)
+            rows = [(person_id, json.dumps(provenance, sort_keys=True), int(i)) for i, provenance in learned.items()
+                    if int(i) not in rejected]
+            changed = db.executemany("UPDATE observations SET person_id = ?, learned = ? WHERE id = ? AND "
+                                     "person_id IS NULL", rows).rowcount if rows else 0
+            if changed:
+                self.refresh_prototypes(person_id)
+        return int(changed)
+
+    def forget(self, person: int | str, observation_ids: Optional[Sequence[int]] = None) -> int:
+        """Reject a person's learned observations (``observation_ids``, or all of them): they become unnamed
+        again and are never learned for this person again. Enrolled and named observations are not touched
+        (StoreError if one is asked for). Returns how many were forgotten."""
+        with self.transaction() as db:
+            person_id = self._person_id(person)
+            learned = {o.id for o in self.observations(person=person_id) if o.learned is not None}
+            wanted = learned if observation_ids is None else {int(i) for i in observation_ids}
+            if wanted - learned:
+                raise StoreError(f"observation(s) {', '.join(map(str, sorted(wanted - learned)))} are not learned "
+                                 f"observations of this person (see `avid people show`)")
+            db.executemany("UPDATE observations SET person_id = NULL, learned = NULL WHERE id = ?",
+                           [(i,) for i in wanted])
+            db.executemany("INSERT OR IGNORE INTO rejections VALUES (?, ?)", [(i, person_id) for i in wanted])
+            db.execute("DELETE FROM prototypes WHERE person_id = ? AND space LIKE 'z%'", (person_id,))
+            self.refresh_prototypes(person_id)
+        return len(wanted)
+
+    def rejected(self, person: int | str) -> set[int]:
+        """Ids of the observations rejected for a person (``forget``)."""
+        person_id = self._person_id(person)
+        return {r[0] for r in self._db.execute("SELECT observation_id FROM rejections WHERE person_id = ?",
+                                               (person_id,))}
 
     def replace_embeddings(self, modality: str, vectors: dict[int, np.ndarray], backend: str,
                            drop: Sequence[int] = ()) -> None:

@@ -385,6 +385,8 @@ def enroll(gallery: Gallery, name: str, images: Sequence[str | Path] = (), audio
     exists = any(p.name == name for p in gallery.people())
     if exists and not add:
         raise AvidError(f"{name!r} is already enrolled: use --add to add these files to them, or another name")
+    from .learning import learn_from_library
+
     models = models or Models(cfg)
     evidence = [evidence_from(p, cfg, models, given_as="image") for p in images]
     evidence += [evidence_from(p, cfg, models, given_as="audio") for p in audios]
@@ -407,6 +409,8 @@ def enroll(gallery: Gallery, name: str, images: Sequence[str | Path] = (), audio
                                         **item.voice_source)
                 added.append({"modality": "voice", **item.voice_source})
         refresh_z_prototypes(gallery, [person.id])
+        learned = learn_from_library(gallery, cfg).learned   # what the library has seen and heard of them
+    notes += [f"learned from the library: {n} observations of {who}" for who, n in sorted(learned.items())]
     choices = [{"source": str(p), **e.choice} for p, e in zip(list(images) + list(audios) + list(videos), evidence)
                if e.choice is not None]
     return Enrolment(person=gallery.person(name), added=added, notes=notes, choices=choices)

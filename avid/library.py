@@ -104,6 +104,7 @@ class Summary:
     n_face: int = 0
     n_voice: int = 0
     seconds: float = 0.0
+    learned: dict[str, int] = field(default_factory=dict)    # person -> observations learned from the library
 
     @property
     def ok(self) -> bool:
@@ -113,7 +114,10 @@ class Summary:
         return [f"{path}: {error}" for path, error in self.failed] + [
             f"{self.total} files: {len(self.processed)} processed ({self.n_face} face tracks, {self.n_voice} speech "
             f"regions), {len(self.skipped)} already in the library, {len(self.duplicates)} duplicates, "
-            f"{len(self.failed)} failed, in {self.seconds:.1f} s"]
+            f"{len(self.failed)} failed, in {self.seconds:.1f} s"] + (
+            [f"learned from the library: " + ", ".join(f"{n} observations of {name}"
+                                                        for name, n in sorted(self.learned.items()))]
+            if self.learned else [])
 
 
 @dataclass
@@ -480,6 +484,10 @@ def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: C
                 else:
                     outcomes = _run_pool(jobs, cfg, workers)
                 _write_all(gallery, outcomes, summary, bar)
+            if summary.processed and gallery.people():
+                from .learning import learn_from_library
+
+                summary.learned = learn_from_library(gallery, cfg).learned
     finally:
         gallery.close()
     summary.seconds = time.monotonic() - started
@@ -876,10 +884,12 @@ def _write_crop(image: np.ndarray, box, path: Path, size: int) -> Path:
     return path
 
 
-def name_cluster(db: str | Path, cluster_id: int, name: str) -> tuple[Person, int]:
+def name_cluster(db: str | Path, cluster_id: int, name: str, cfg: Optional[Config] = None) -> tuple[Person, int]:
     """Give every observation of an unknown cluster (as last listed by ``unknown_clusters``) to the person
-    ``name``, created if new, in one transaction. Returns the person and how many observations were named."""
+    ``name``, created if new, in one transaction, and learn what is heard or seen with them
+    (``learning.learn_from_library``). Returns the person and how many observations were named."""
     from .identify import refresh_z_prototypes
+    from .learning import learn_from_library
 
     db = Path(db).expanduser()
     with contextlib.closing(Gallery(db)) as gallery:
@@ -895,4 +905,5 @@ def name_cluster(db: str | Path, cluster_id: int, name: str) -> tuple[Person, in
             count = gallery.assign(ids, person.id)
             tx.execute("DELETE FROM library_clusters WHERE cluster_id = ?", (int(cluster_id),))
             refresh_z_prototypes(gallery, [person.id])    # when a shared model is trained, its z prototype too
+            learn_from_library(gallery, cfg or load_config())
         return gallery.person(person.name), count

@@ -73,10 +73,11 @@ def test_newer_schema_refused(tmp_path):
 def test_older_schema_migrated(tmp_path, monkeypatch):
     path = tmp_path / "g.db"
     Gallery(path).close()
-    monkeypatch.setattr(gallery_module, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(gallery_module, "_MIGRATIONS", {1: "CREATE TABLE extra (x INTEGER); INSERT INTO extra VALUES (7)"})
+    current = gallery_module.SCHEMA_VERSION
+    monkeypatch.setattr(gallery_module, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(gallery_module._MIGRATIONS, current, "CREATE TABLE extra (x INTEGER); INSERT INTO extra VALUES (7)")
     with Gallery(path) as g:
-        assert g.meta("schema_version") == "2"
+        assert g.meta("schema_version") == str(current + 1)
         assert g._db.execute("SELECT x FROM extra").fetchone()[0] == 7
 
 

@@ -1,4 +1,5 @@
-"""`avid people list | show | rename | merge | delete | unknown | name | reembed`: manage the people in the gallery."""
+"""`avid people list | show | rename | merge | delete | unknown | name | learn | forget | reembed`: manage the people
+in the gallery."""
 from __future__ import annotations
 
 import argparse
@@ -50,6 +51,24 @@ def register(subparsers) -> None:
     name.add_argument("name", metavar="NAME")
     name.set_defaults(func=run_name)
 
+    learn = commands.add_parser("learn", help="learn enrolled people's other modality from the library",
+                                description="Links the library's face-voice pairs to enrolled people: the voice "
+                                            "heard with a face confidently theirs becomes a learned observation "
+                                            "of theirs, and the face seen with their voice (docs in "
+                                            "avid/learning.py). Runs by itself after `process --db`, `enroll` and "
+                                            "`people name`.")
+    learn.set_defaults(func=run_learn)
+
+    forget = commands.add_parser("forget", help="reject learned observations of a person",
+                                 description="The observations become unnamed again and are never learned for "
+                                             "this person again. Enrolled and named observations are kept.")
+    forget.add_argument("name", metavar="NAME")
+    which = forget.add_mutually_exclusive_group(required=True)
+    which.add_argument("--observation", type=int, nargs="+", metavar="ID", help="learned observation ids "
+                                                                                 "(`avid people show NAME`)")
+    which.add_argument("--all-learned", action="store_true", help="every learned observation of the person")
+    forget.set_defaults(func=run_forget)
+
     reembed = commands.add_parser("reembed", help="embed every stored voice again with the configured encoder",
                                   description="Re-embeds every voice observation of the gallery or library from "
                                               "its source file with voice.encoder.backend, after a change of "
@@ -59,7 +78,7 @@ def register(subparsers) -> None:
                          help="delete the voices whose source file is gone instead of refusing")
     reembed.set_defaults(func=run_reembed)
 
-    for command in (listing, show, rename, merge, delete, unknown, name, reembed):
+    for command in (listing, show, rename, merge, delete, unknown, name, learn, forget, reembed):
         add_db_argument(command)
 
 
@@ -87,14 +106,23 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"id": person.id, "name": person.name, "created": person.created, "observations": [
             {"id": o.id, "modality": o.modality, "source": o.source, "start": o.start, "end": o.end,
-             "track_id": o.track_id, "paired_with": o.paired_with, "backend": o.backend, "dim": o.dim}
-            for o in observations]}, indent=1))
+             "track_id": o.track_id, "paired_with": o.paired_with, "backend": o.backend, "dim": o.dim,
+             "learned": o.learned} for o in observations]}, indent=1, ensure_ascii=False))
         return 0
+    own = [o for o in observations if o.learned is None]
+    learned = [o for o in observations if o.learned is not None]
     print(f"# {person.name}: {person.n_face} face and {person.n_voice} voice observations, enrolled {person.created}")
     print("id\tmodality\tstart\tend\ttrack\tbackend\tsource")
-    for o in observations:
+    for o in own:
         track = "-" if o.track_id is None else o.track_id
         print(f"{o.id}\t{o.modality}\t{_time(o.start)}\t{_time(o.end)}\t{track}\t{o.backend}\t{o.source}")
+    if learned:
+        print(f"# learned from the library ({len(learned)}; reject with `avid people forget NAME --observation ID`)")
+        print("id\tmodality\tstart\tend\tvouched by\tscores\tsource")
+        for o in learned:
+            scores = ", ".join(f"{m} {v:.3f}" for m, v in o.learned.get("scores", {}).items())
+            print(f"{o.id}\t{o.modality}\t{_time(o.start)}\t{_time(o.end)}\t{o.learned.get('vouched_by')}"
+                  f"\t{scores}\t{o.source}")
     return 0
 
 
@@ -148,8 +176,33 @@ def run_unknown(args: argparse.Namespace) -> int:
 def run_name(args: argparse.Namespace) -> int:
     from ..library import name_cluster
 
-    person, count = name_cluster(gallery_path(args.db), args.cluster, args.name)
+    person, count = name_cluster(gallery_path(args.db), args.cluster, args.name, config_from_args(args))
     print(f"named {count} observations of cluster {args.cluster} as {person.name}")
+    return 0
+
+
+def run_learn(args: argparse.Namespace) -> int:
+    from ..learning import learn_from_library
+
+    cfg = config_from_args(args)
+    with open_gallery(args) as gallery:
+        report = learn_from_library(gallery, cfg)
+    for name, count in sorted(report.learned.items()):
+        print(f"learned {count} observations of {name}")
+    for reason, count in sorted(report.skipped.items()):
+        print(f"not learned ({count} pairs): {reason}")
+    if not report.learned:
+        print("nothing new to learn")
+    return 0
+
+
+def run_forget(args: argparse.Namespace) -> int:
+    from ..identify import refresh_z_prototypes
+
+    with open_gallery(args) as gallery:
+        count = gallery.forget(args.name, None if args.all_learned else args.observation)
+        refresh_z_prototypes(gallery, [gallery.person(args.name).id])
+    print(f"forgot {count} learned observations of {args.name}; they will not be learned for them again")
     return 0
 
 
