@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable
@@ -17,11 +17,12 @@ import numpy as np
 
 from .config import Config, load_config
 from .errors import AvidError, MediaError
-from .types import FaceTrack, LabelResult, SpeechTurn
+from .transcribe import turn_texts
+from .types import FaceTrack, LabelResult, SpeechTurn, Word
 
 JSON_SCHEMA = "avid.label"
 JSON_SCHEMA_VERSION = 1
-FORMATS = ("json", "rttm", "srt", "vtt", "png", "mp4")
+FORMATS = ("json", "rttm", "srt", "vtt", "txt", "png", "mp4")
 # Audio codecs an MP4 container carries as they are; anything else is re-encoded to AAC.
 MP4_AUDIO_COPY_CODECS = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
 
@@ -55,13 +56,18 @@ def to_dict(result: LabelResult, cfg: Config | None = None) -> dict:
         person["speech_seconds"] = round(person["speech_seconds"] + spk.speech_seconds, 3)
         person["n_turns"] += spk.n_turns
     speaker_of_track = {t: spk.speaker for spk in result.speakers for t in spk.track_ids}
+    turns = sorted(result.turns, key=lambda t: (t.start, t.end))
+    texts = turn_texts(result.words, turns) if result.words else [None] * len(turns)
     return {
         "schema": JSON_SCHEMA,
         "version": JSON_SCHEMA_VERSION,
         "media": asdict(result.media),
         "turns": [{"start": round(t.start, 3), "end": round(t.end, 3), "speaker": t.speaker, "name": t.name,
                    "score": None if t.score is None else round(float(t.score), 4), "track_id": t.track_id,
-                   "overlap": t.overlap} for t in sorted(result.turns, key=lambda t: (t.start, t.end))],
+                   "overlap": t.overlap, **({"text": text} if result.words else {})}
+                  for t, text in zip(turns, texts)],
+        "words": [{"start": round(w.start, 3), "end": round(w.end, 3), "text": w.text.strip(),
+                   "speaker": w.speaker, "name": w.name, "probability": w.probability} for w in result.words],
         "speakers": [{**asdict(s), "score": None if s.score is None else round(float(s.score), 4),
                       "speech_seconds": round(s.speech_seconds, 3)} for s in result.speakers],
         "people": list(people.values()),
@@ -105,12 +111,18 @@ def format_timestamp(seconds: float, decimal_marker: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_marker}{millis:03d}"
 
 
+def _plain(name: str) -> str:
+    """Text on one line: line breaks and other control characters (which would forge cues) become spaces, and
+    the cue-timing arrow is broken (WebVTT forbids it in cue text)."""
+    return "".join(" " if ch.isspace() or not ch.isprintable() else ch for ch in name).replace("-->", "->").strip()
+
+
 def _cue_text(turn: SpeechTurn, turns: list[SpeechTurn]) -> str:
     """Who speaks; in overlapped speech also who talks over them: "Ada (with Charles)"."""
-    name = turn.name or turn.speaker
+    name = _plain(turn.name or turn.speaker)
     if not turn.overlap:
         return name
-    others = [t.name or t.speaker for t in turns
+    others = [_plain(t.name or t.speaker) for t in turns
               if t.speaker != turn.speaker and t.start < turn.end and turn.start < t.end]
     others = list(dict.fromkeys(o for o in others if o != name))
     return f"{name} (with {', '.join(others)})" if others else f"{name} (overlapping)"
@@ -121,13 +133,47 @@ def _subtitle_turns(result: LabelResult) -> list[SpeechTurn]:
     return [t for t in sorted(result.turns, key=lambda t: (t.start, t.end)) if t.end - t.start >= 0.001]
 
 
-def write_srt(result: LabelResult, path: str | Path) -> Path:
-    """SubRip subtitles: one numbered cue per turn, showing who speaks."""
-    path = Path(path)
+@dataclass
+class Cue:
+    start: float
+    end: float
+    name: str          # who speaks (one line, unescaped)
+    text: str          # what they say ("" without a transcript)
+    who: str = ""      # the speaker line without a transcript: "Ada (with Charles)"
+
+
+def cues(result: LabelResult, cfg: Config) -> list[Cue]:
+    """Subtitle cues: without a transcript one per turn, naming who speaks; with one, the words of each speaker
+    in order, a new cue at each change of speaker and at transcribe.max_cue_seconds / max_cue_chars."""
     turns = _subtitle_turns(result)
-    cues = [f"{i}\n{format_timestamp(t.start, ',')} --> {format_timestamp(t.end, ',')}\n{_cue_text(t, turns)}\n"
-            for i, t in enumerate(turns, start=1)]
-    path.write_text("\n".join(cues), encoding="utf-8")
+    if not result.words:
+        return [Cue(t.start, t.end, _plain(t.name or t.speaker), "", _cue_text(t, turns)) for t in turns]
+    max_seconds, max_chars = float(cfg.transcribe.max_cue_seconds), int(cfg.transcribe.max_cue_chars)
+    out: list[Cue] = []
+    current: list[Word] = []
+
+    def close() -> None:
+        if current:
+            name = _plain(current[0].name or current[0].speaker or "unknown")
+            out.append(Cue(current[0].start, current[-1].end, name, "".join(w.text for w in current).strip()))
+            current.clear()
+
+    for word in sorted(result.words, key=lambda w: w.start):
+        if current and (word.speaker != current[0].speaker or word.end - current[0].start > max_seconds
+                        or len("".join(w.text for w in current)) + len(word.text) > max_chars):
+            close()
+        current.append(word)
+    close()
+    return out
+
+
+def write_srt(result: LabelResult, path: str | Path, cfg: Config | None = None) -> Path:
+    """SubRip subtitles: numbered cues, "Name: text" with a transcript, else who speaks per turn."""
+    path = Path(path)
+    items = cues(result, cfg or load_config())
+    lines = [f"{i}\n{format_timestamp(c.start, ',')} --> {format_timestamp(c.end, ',')}\n"
+             f"{(c.name + ': ' + _plain(c.text)) if c.text else c.who}\n" for i, c in enumerate(items, start=1)]
+    path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
 
@@ -135,16 +181,36 @@ def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def write_vtt(result: LabelResult, path: str | Path) -> Path:
-    """WebVTT subtitles: one cue per turn, the speaker's name in a voice span (<v Name>)."""
+def write_vtt(result: LabelResult, path: str | Path, cfg: Config | None = None) -> Path:
+    """WebVTT subtitles: cues with the speaker's name in a voice span (<v Name>), and what they say."""
     path = Path(path)
-    cues = ["WEBVTT\n"]
-    turns = _subtitle_turns(result)
-    for i, t in enumerate(turns, start=1):
-        name = _vtt_escape(t.name or t.speaker)
-        cues.append(f"{i}\n{format_timestamp(t.start, '.')} --> {format_timestamp(t.end, '.')}\n"
-                    f"<v {name}>{_vtt_escape(_cue_text(t, turns))}</v>\n")
-    path.write_text("\n".join(cues), encoding="utf-8")
+    lines = ["WEBVTT\n"]
+    for i, c in enumerate(cues(result, cfg or load_config()), start=1):
+        body = _plain(c.text) if c.text else c.who
+        lines.append(f"{i}\n{format_timestamp(c.start, '.')} --> {format_timestamp(c.end, '.')}\n"
+                     f"<v {_vtt_escape(c.name)}>{_vtt_escape(body)}</v>\n")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def write_txt(result: LabelResult, path: str | Path) -> Path:
+    """The named transcript: a line per run of one speaker's words, "[hh:mm:ss] Name: text"."""
+    path = Path(path)
+    lines, current = [], []
+
+    def close() -> None:
+        if current:
+            name = _plain(current[0].name or current[0].speaker or "unknown")
+            stamp = format_timestamp(current[0].start, ".")[:8]
+            lines.append(f"[{stamp}] {name}: {_plain(''.join(w.text for w in current))}")
+            current.clear()
+
+    for word in sorted(result.words, key=lambda w: w.start):
+        if current and word.speaker != current[0].speaker:
+            close()
+        current.append(word)
+    close()
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
 
 
@@ -397,9 +463,11 @@ def write_outputs(result: LabelResult, out_dir: str | Path, formats: Iterable[st
         elif fmt == "rttm":
             written[fmt] = write_rttm(result, out_dir / f"{stem}.rttm")
         elif fmt == "srt":
-            written[fmt] = write_srt(result, out_dir / f"{stem}.srt")
+            written[fmt] = write_srt(result, out_dir / f"{stem}.srt", cfg)
         elif fmt == "vtt":
-            written[fmt] = write_vtt(result, out_dir / f"{stem}.vtt")
+            written[fmt] = write_vtt(result, out_dir / f"{stem}.vtt", cfg)
+        elif fmt == "txt":
+            written[fmt] = write_txt(result, out_dir / f"{stem}.txt")
         elif fmt == "png":
             written[fmt] = write_timeline_png(result, out_dir / f"{stem}.timeline.png", cfg)
         elif fmt == "mp4":

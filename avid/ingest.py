@@ -6,6 +6,7 @@ encoder. Nothing holds the whole video or the whole audio track, so memory stays
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -35,7 +36,7 @@ class Models:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self._detector = self._face_encoder = self._voice_encoder = None
+        self._detector = self._face_encoder = self._voice_encoder = self._transcriber = None
 
     @property
     def detector(self):
@@ -61,10 +62,20 @@ class Models:
             self._voice_encoder = get_voice_encoder(self.cfg)
         return self._voice_encoder
 
+    @property
+    def transcriber(self):
+        if self._transcriber is None:
+            from .transcribe import Transcriber
+
+            self._transcriber = Transcriber(self.cfg)
+        return self._transcriber
+
 
 def process_file(path: str | Path, cfg: Config, models: Models | None = None,
-                 progress: ProgressCallback | None = None) -> IngestResult:
-    """Extract face tracks, speech regions and voice windows (with embeddings) from an image, audio file or video.
+                 progress: ProgressCallback | None = None, transcribe: bool = False,
+                 language: str | None = None) -> IngestResult:
+    """Extract face tracks, speech regions and voice windows (with embeddings) from an image, audio file or video;
+    with ``transcribe`` also the words said (``language`` forces one; avid/transcribe.py).
 
     Raises MediaError for unreadable input and NoContentError when the input holds neither a face nor speech.
     """
@@ -75,14 +86,19 @@ def process_file(path: str | Path, cfg: Config, models: Models | None = None,
         result.voice_backend, result.voice_dim = models.voice_encoder.name, models.voice_encoder.dim
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="avid-audio") as pool:
         # The audio runs on the second core while the main thread works through the frames.
-        speech = pool.submit(_speech, path, cfg, models) if info.has_audio else None
+        if transcribe and info.has_audio:
+            models.transcriber      # loaded here, so that a missing model is said before any work
+        speech = pool.submit(_speech, path, cfg, models, transcribe, language) if info.has_audio else None
         if info.kind == "image":
             result.face_tracks = _image_faces(path, models)
         elif info.has_video:
             result.face_tracks = _video_faces(path, info, cfg, models, progress)
         if speech is not None:
-            result.speech_regions, analysis, result.energy = speech.result()
+            result.speech_regions, analysis, result.energy, transcript = speech.result()
             result.voice_windows, result.segmentation = analysis.windows, analysis.segmentation
+            if transcript is not None:
+                result.words = transcript.words
+                result.warnings += transcript.warnings
     _explain_missing(result)
     return result
 
@@ -121,16 +137,22 @@ def _video_faces(path, info: MediaInfo, cfg: Config, models: Models,
     return tracker.finish()
 
 
-def _speech(path, cfg: Config, models: Models):
-    """Speech regions, the segmentation with its local-speaker embeddings, and the energy track: one audio pass."""
+def _speech(path, cfg: Config, models: Models, transcribe: bool = False, language: str | None = None):
+    """Speech regions, the segmentation with its local-speaker embeddings, the energy track and (with
+    ``transcribe``) the transcript of the speech regions: one audio decode."""
+    from .transcribe import SpeechTape
     from .voice.speech import analyse_speech
     from .voice.vad import EnergyMeter
 
     sample_rate = cfg.media.audio_sample_rate
     meter = EnergyMeter(cfg, sample_rate)
-    chunks = (meter.feed(chunk) for chunk in media.iter_audio(path, sample_rate, cfg.media.audio_chunk_seconds))
-    regions, analysis = analyse_speech(chunks, cfg, models.voice_encoder, sample_rate=sample_rate)
-    return regions, analysis, meter.track()
+    with contextlib.ExitStack() as stack:
+        tape = stack.enter_context(SpeechTape(sample_rate)) if transcribe else None
+        chunks = (meter.feed(tape.feed(chunk) if tape else chunk)
+                  for chunk in media.iter_audio(path, sample_rate, cfg.media.audio_chunk_seconds))
+        regions, analysis = analyse_speech(chunks, cfg, models.voice_encoder, sample_rate=sample_rate)
+        transcript = models.transcriber.transcribe(tape, regions, language) if tape else None
+    return regions, analysis, meter.track(), transcript
 
 
 def _explain_missing(result: IngestResult) -> None:

@@ -401,8 +401,10 @@ def _join_adjacent(turns: list[SpeechTurn], gap: float) -> list[SpeechTurn]:
 def label_recording(path: str | Path, cfg: Config, gallery=None, num_speakers: Optional[int] = None,
                     min_speakers: Optional[int] = None, max_speakers: Optional[int] = None,
                     enroll_unknown: bool = False, ingest: Optional[IngestResult] = None,
-                    models: Optional[Models] = None, progress: Optional[ProgressCallback] = None) -> LabelResult:
-    """Label the speakers of a video or audio recording: turns with names, linked to the face that is talking.
+                    models: Optional[Models] = None, progress: Optional[ProgressCallback] = None,
+                    transcribe: bool = False, language: Optional[str] = None) -> LabelResult:
+    """Label the speakers of a video or audio recording: turns with names, linked to the face that is talking;
+    with ``transcribe`` also the words, each under the name of the turn it was said in.
 
     ``ingest`` reuses an earlier ``process_file`` result of the same file. Audio-only input gives voice-only
     speakers; a video without audio gives its face tracks and no turns (said in ``warnings``); silence gives no
@@ -412,7 +414,8 @@ def label_recording(path: str | Path, cfg: Config, gallery=None, num_speakers: O
         raise AvidError("--enroll-unknown needs a gallery to enrol into")
     if media.media_kind(path) == "image":
         raise AvidError("an image has no speakers to label (use `avid query --image` to identify a face)", path)
-    result = ingest or process_file(path, cfg, models=models, progress=progress)
+    result = ingest or process_file(path, cfg, models=models, progress=progress, transcribe=transcribe,
+                                    language=language)
     info = result.media
     labelled = LabelResult(media=info, face_tracks=list(result.face_tracks), warnings=list(result.warnings))
     turns: list[SpeechTurn] = []
@@ -439,4 +442,11 @@ def label_recording(path: str | Path, cfg: Config, gallery=None, num_speakers: O
                                       gallery=gallery, enroll_unknown=enroll_unknown, source=str(path),
                                       backends=(result.face_backend, result.voice_backend))
     labelled.track_names = name_tracks(result.face_tracks, labelled.speakers, gallery, cfg, result.face_backend)
+    if result.words:
+        from .transcribe import attach_words
+
+        attach_words(result.words, labelled.turns, float(cfg.transcribe.word_gap_seconds))
+        labelled.words = list(result.words)
+    elif transcribe and result.speech_regions:
+        labelled.warnings.append("no words transcribed")
     return labelled

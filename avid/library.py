@@ -44,13 +44,16 @@ from .index import FaissIndex, Index, build_index
 from .ingest import Models, process_file
 from .inputs import expand_inputs
 from .media import content_hash
-from .types import FaceTrack, IngestResult, Person, SpeechRegion
+from .types import FaceTrack, IngestResult, Person
+from .vectors import unit_rows
 
 log = logging.getLogger("avid")
 
 # Tables the library adds to the gallery file. ``library_faces`` keeps where a face track is best seen (for
 # thumbnails); ``library_clusters`` keeps the last clustering of unnamed observations, so that ``name_cluster``
-# names exactly what ``unknown_clusters`` listed.
+# names exactly what ``unknown_clusters`` listed; ``library_words`` keeps the words said in each speech region
+# (``--transcribe``: JSON [start, end, word]) and ``library_text`` their text for full-text search (SQLite FTS5),
+# removed with the region (deleting a person deletes what they said).
 _LIBRARY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS library_faces (
     observation_id INTEGER PRIMARY KEY REFERENCES observations(id) ON DELETE CASCADE,
@@ -61,6 +64,14 @@ CREATE TABLE IF NOT EXISTS library_clusters (
     cluster_id INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS library_clusters_id ON library_clusters(cluster_id);
+CREATE TABLE IF NOT EXISTS library_words (
+    observation_id INTEGER PRIMARY KEY REFERENCES observations(id) ON DELETE CASCADE,
+    words TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS library_text USING fts5(text, observation_id UNINDEXED, tokenize = 'unicode61');
+CREATE TRIGGER IF NOT EXISTS library_words_gone AFTER DELETE ON library_words BEGIN
+    DELETE FROM library_text WHERE observation_id = old.observation_id;
+END;
 """
 
 
@@ -79,6 +90,7 @@ class ObservationRecord:
     track_id: Optional[int] = None     # face track id within the file
     best: Optional[tuple] = None       # face: (time, x1, y1, x2, y2) of its best detection
     paired_track: Optional[int] = None  # voice: the one face track on screen while it speaks
+    words: list[tuple[float, float, str]] = field(default_factory=list)   # voice: what was said in it
 
 
 @dataclass
@@ -157,9 +169,12 @@ class UnknownCluster:
 def ensure_library_tables(gallery: Gallery) -> None:
     """Add the library's own tables to a gallery file (idempotent)."""
     with gallery.transaction() as db:
-        for statement in _LIBRARY_SCHEMA.split(";"):
-            if statement.strip():
+        statement = ""
+        for line in _LIBRARY_SCHEMA.splitlines(keepends=True):   # whole statements (a trigger holds ';' inside)
+            statement += line
+            if sqlite3.complete_statement(statement):
                 db.execute(statement)
+                statement = ""
 
 
 @contextlib.contextmanager
@@ -221,7 +236,7 @@ def analyse_file(path: str, digest: str, cfg: Config, models: Optional[Models] =
     """Process one file into observation records. Never raises for a bad file: the error is in the outcome."""
     outcome = FileOutcome(path=path, content_hash=digest)
     try:
-        result = process_file(path, cfg, models or _worker_models)
+        result = process_file(path, cfg, models or _worker_models, transcribe=bool(cfg.library.transcribe))
     except NoContentError as err:
         outcome.warnings.append(err.problem)         # readable, nothing in it: done, with no observations
         return outcome
@@ -248,17 +263,63 @@ def observation_records(result: IngestResult, cfg: Config) -> list[ObservationRe
                                          result.face_backend, track_id=track.id,
                                          best=(best.time, *map(float, best.box))))
     tracks = [t for t in result.face_tracks if t.embedding is not None and t.detections]
-    for region in result.speech_regions:
-        if region.embedding is None:
-            continue
-        records.append(ObservationRecord("voice", region.start, region.end,
-                                         np.asarray(region.embedding, np.float32), result.voice_backend,
-                                         paired_track=_speaking_face(region, tracks, result, cfg)))
+    segments = _speaker_segments(result, cfg)
+    if result.words:
+        from .transcribe import attach_words
+
+        attach_words(result.words, segments, float(cfg.transcribe.word_gap_seconds))
+    said: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
+    for word in result.words:
+        if word.speaker is not None:
+            said[int(word.speaker)].append((round(word.start, 3), round(word.end, 3), word.text))
+    for index, segment in enumerate(segments):
+        records.append(ObservationRecord("voice", segment.start, segment.end, segment.embedding,
+                                         result.voice_backend, paired_track=_speaking_face(segment, tracks, result, cfg),
+                                         words=said.get(index, [])))
     return records
 
 
-def _speaking_face(region: SpeechRegion, tracks: list[FaceTrack], result: IngestResult,
-                   cfg: Config) -> Optional[int]:
+@dataclass
+class _Segment:
+    """One speaker's stretch of speech, as the library stores it: a voice observation."""
+
+    start: float
+    end: float
+    embedding: np.ndarray
+    speaker: str = ""        # its index, as a string (what transcribe.attach_words reads and sets on words)
+    name: Optional[str] = None
+
+
+def _speaker_segments(result: IngestResult, cfg: Config) -> list[_Segment]:
+    """The voice observations of a file: its speech cut where the speaker changes (diarization turns), each
+    embedded from its speaker's local-speaker windows overlapping it, so that one observation is one person.
+    Speech regions as they are where there is no diarization (too little speech to tell speakers apart)."""
+    from .voice.diarize import diarize
+
+    min_seconds = float(cfg.voice.embed.min_region_seconds)
+    turns, voices = [], {}
+    if result.segmentation is not None and result.voice_windows:
+        diarization = diarize(result.segmentation, result.voice_windows, cfg)
+        turns, voices = diarization.turns, diarization.voices(result.voice_windows)
+    segments: list[_Segment] = []
+    if not turns:
+        segments = [_Segment(r.start, r.end, np.asarray(r.embedding, np.float32))
+                    for r in result.speech_regions if r.embedding is not None]
+    for turn in sorted(turns, key=lambda t: (t.start, t.end)):
+        windows = voices.get(turn.speaker, [])
+        if turn.end - turn.start < min_seconds or not windows:
+            continue
+        overlap = np.array([min(w.end, turn.end) - max(w.start, turn.start) for w in windows])
+        chosen = [(o, w.embedding) for o, w in zip(overlap, windows) if o > 0]
+        vectors = chosen or [(1.0, w.embedding) for w in windows]   # no window inside: the speaker's voice
+        embedding = unit_rows(sum(o * np.asarray(v, np.float64) for o, v in vectors)).astype(np.float32)
+        segments.append(_Segment(turn.start, turn.end, embedding))
+    for index, segment in enumerate(segments):
+        segment.speaker = str(index)
+    return segments
+
+
+def _speaking_face(region, tracks: list[FaceTrack], result: IngestResult, cfg: Config) -> Optional[int]:
     """The face track that says ``region``: of the tracks on screen for ``library.pair_min_overlap`` of it, the
     one seen talking (talking_face.choose_face), or the only one unless its mouth is seen still; else None (a
     wrong pair would teach the library someone else's voice)."""
@@ -434,6 +495,10 @@ def _store_outcome(gallery: Gallery, outcome: FileOutcome) -> bool:
             if rec.modality == "face":
                 face_ids[rec.track_id] = obs_id
                 db.execute("INSERT INTO library_faces VALUES (?, ?, ?, ?, ?, ?)", (obs_id, *rec.best))
+            elif rec.words:
+                db.execute("INSERT INTO library_words VALUES (?, ?)", (obs_id, json.dumps(rec.words)))
+                db.execute("INSERT INTO library_text (text, observation_id) VALUES (?, ?)",
+                           ("".join(w[2] for w in rec.words).strip(), obs_id))
         note = "; ".join(outcome.warnings) or None
         gallery.set_file_status(outcome.path, outcome.content_hash, "done", note)
     return True
@@ -679,6 +744,76 @@ def search(db: str | Path, image: Optional[str] = None, audio: Optional[str] = N
             hits.extend(_group_by_file(conn, best, modality))
     hits.sort(key=lambda h: -h.score)
     return hits[:top_k]
+
+
+@dataclass
+class TextHit:
+    """Where a phrase was said: in which file, when, by whom (a name, an unknown cluster, or unknown)."""
+
+    file: str
+    start: float
+    end: float
+    speaker: str
+    snippet: str
+    rank: float                                      # FTS5 bm25 rank: lower is better
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "start": round(self.start, 2), "end": round(self.end, 2),
+                "speaker": self.speaker, "snippet": self.snippet}
+
+
+def _fts_phrase(text: str) -> str:
+    """The user's words as one FTS5 phrase (quotes doubled): searched as said, never as query syntax."""
+    words = text.split()
+    if not words:
+        raise AvidError("--text needs at least one word")
+    return '"' + " ".join(words).replace('"', '""') + '"'
+
+
+def _phrase_span(words: list, phrase: str) -> tuple[float, float]:
+    """The time of the first occurrence of ``phrase`` (its words, case and punctuation ignored) in a region's
+    words [start, end, text]; the whole region's words when it is not found word for word."""
+    def clean(token: str) -> str:
+        return "".join(ch for ch in token.lower() if ch.isalnum() or ch == "'")
+
+    target = [clean(t) for t in phrase.split() if clean(t)]
+    tokens = [clean(w[2]) for w in words]
+    for i in range(len(tokens) - len(target) + 1):
+        if tokens[i:i + len(target)] == target:
+            return words[i][0], words[i + len(target) - 1][1]
+    return words[0][0], words[-1][1]
+
+
+def search_text(db: str | Path, text: str, person: Optional[str] = None, top_k: Optional[int] = None,
+                cfg: Optional[Config] = None) -> list[TextHit]:
+    """Where ``text`` was said in the library (files processed with ``--transcribe``), best first: each speech
+    region whose words hold the phrase, with when it was said and by whom; ``person`` keeps that person's only."""
+    db = Path(db).expanduser()
+    if not db.exists():
+        raise StoreError("library not found (process files into it first: avid process DIR --db ...)", db)
+    cfg = cfg or load_config()
+    top_k = top_k or cfg.library.search.top_k
+    with _read_connection(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if "library_text" not in tables:
+            return []
+        sql = ("SELECT o.source, w.words, p.name, c.cluster_id, snippet(library_text, 0, '[', ']', '...', 12), "
+               "bm25(library_text) AS rank FROM library_text t JOIN observations o ON o.id = t.observation_id "
+               "JOIN library_words w ON w.observation_id = o.id LEFT JOIN people p ON p.id = o.person_id "
+               "LEFT JOIN library_clusters c ON c.observation_id = o.id WHERE library_text MATCH ?")
+        params: list = [_fts_phrase(text)]
+        if person is not None:
+            if conn.execute("SELECT 1 FROM people WHERE name = ?", (person,)).fetchone() is None:
+                raise StoreError(f"no person named {person!r} in the gallery (see `avid people list`)", db)
+            sql += " AND p.name = ?"
+            params.append(person)
+        rows = conn.execute(sql + " ORDER BY rank LIMIT ?", params + [int(top_k)]).fetchall()
+    hits = []
+    for source, words, name, cluster, snippet, rank in rows:
+        start, end = _phrase_span(json.loads(words), text)
+        speaker = name or (f"unknown cluster {cluster}" if cluster is not None else "unknown")
+        hits.append(TextHit(source, start, end, speaker, snippet, float(rank)))
+    return hits
 
 
 _LIBRARY_ROWS = ("FROM observations o JOIN files f ON f.content_hash = o.content_hash AND f.status = 'done' "

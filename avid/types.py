@@ -131,6 +131,18 @@ class VoiceWindow:
 
 
 @dataclass
+class Word:
+    """One transcribed word, with the speaker turn it was said in (set by label)."""
+
+    start: float
+    end: float
+    text: str                        # as the model wrote it, with its leading space when it has one
+    probability: float = 0.0
+    speaker: Optional[str] = None    # diarization label of the turn it falls in (None: outside every turn)
+    name: Optional[str] = None       # that speaker's name
+
+
+@dataclass
 class SpeechTurn:
     """A stretch of speech attributed to one speaker."""
 
@@ -192,6 +204,7 @@ class IngestResult:
     voice_windows: list[VoiceWindow] = field(default_factory=list)
     energy: Optional["EnergyTrack"] = None   # audio level over time, for active-speaker cues (kept in memory only)
     segmentation: Optional[object] = None     # avid.voice.speech.LocalSpeakers, for diarization (in memory only)
+    words: list[Word] = field(default_factory=list)   # the transcript, when asked for (avid/transcribe.py)
     face_backend: str = ""
     face_dim: int = 0
     voice_backend: str = ""
@@ -223,4 +236,5 @@ class LabelResult:
     face_tracks: list[FaceTrack] = field(default_factory=list)
     speakers: list[SpeakerLabel] = field(default_factory=list)
     track_names: dict[int, str] = field(default_factory=dict)   # face track id -> the name shown on it
+    words: list[Word] = field(default_factory=list)              # the named transcript, when asked for
     warnings: list[str] = field(default_factory=list)

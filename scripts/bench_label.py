@@ -43,7 +43,8 @@ class LabelFailed(Exception):
     pass
 
 
-def run_label(path: Path, out_dir: Path, formats: str, config: str | None) -> tuple[float, float, float, dict]:
+def run_label(path: Path, out_dir: Path, formats: str, config: str | None,
+              extra: tuple[str, ...] = ()) -> tuple[float, float, float, dict]:
     """Run `avid label` in a child; (wall seconds, CPU seconds, peak RSS MB of the child, its JSON output)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.iterdir():
@@ -51,7 +52,7 @@ def run_label(path: Path, out_dir: Path, formats: str, config: str | None) -> tu
     command = [sys.executable, "-c", "import sys; from avid.cli import main; sys.exit(main())", "--quiet"]
     if config:
         command += ["--config", config]
-    command += ["label", str(path), "--out", str(out_dir), "--format", formats]
+    command += ["label", str(path), "--out", str(out_dir), "--format", formats, *extra]
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
         child = subprocess.Popen(command, stdout=stdout, stderr=stderr)
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "bench_out", help="folder for videos and outputs")
     parser.add_argument("--durations", type=float, nargs="+", default=[60.0], help="video lengths (default 60)")
     parser.add_argument("--no-mp4", action="store_true", help="skip the run that also writes the annotated MP4")
+    parser.add_argument("--transcribe", action="store_true",
+                        help="also a run with --transcribe (the named transcript), and transcription's own RTF")
     parser.add_argument("--config", help="avid config file passed to `avid label`")
     parser.add_argument("--check", action="store_true", help="exit 1 unless the acceptance figure is met")
     args = parser.parse_args(argv)
@@ -77,17 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generating videos in {args.work} (reused when present) ...", flush=True)
     startup_clip = make_video(args.work / "bench_1s.mp4", 1.0, size=(640, 360))
     videos = {f"{d:g}s_720p": make_video(args.work / f"bench_{d:g}s.mp4", d) for d in args.durations}
-    runs = [("label", FORMATS)] + ([] if args.no_mp4 else [("label+mp4", FORMATS + ",mp4")])
+    runs = [("label", FORMATS, ())] + ([] if args.no_mp4 else [("label+mp4", FORMATS + ",mp4", ())])
+    if args.transcribe:
+        runs.append(("label+words", FORMATS + ",txt", ("--transcribe",)))
     rows = []
     try:
         startup, startup_cpu, _, _ = run_label(startup_clip, args.work / "label_startup", FORMATS, args.config)
         for name, path in videos.items():
             seconds = media.probe(path).duration
             decode, decode_cpu = decode_seconds(path)
-            for run_name, formats in runs:
+            for run_name, formats, extra in runs:
                 print(f"{run_name} {name} ...", flush=True)
                 elapsed, cpu, rss, result = run_label(path, args.work / f"label_{name}_{run_name}", formats,
-                                                      args.config)
+                                                      args.config, extra)
                 people = {p["name"]: round(p["speech_seconds"], 1) for p in result["people"]}
                 rows.append({"video": name, "run": run_name, "media_s": round(seconds, 2),
                              "decode_s": round(decode, 2), "decode_cpu_s": round(decode_cpu, 2),
@@ -111,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ratio']:>7.1f}{r['label_cpu_s']:>8.1f}{r['cpu_ratio']:>10.1f}{r['rtf']:>7.2f}"
               f"{r['rtf_minus_startup']:>12.2f}{r['rtf_cpu_2cores']:>11.2f}{r['peak_rss_mb']:>8}{r['turns']:>7}  "
               f"{r['people']}")
+    for words in (r for r in rows if r["run"] == "label+words"):
+        plain = next(r for r in rows if r["run"] == "label" and r["video"] == words["video"])
+        extra = words["label_s"] - plain["label_s"]
+        print(f"{words['video']}: transcription adds {extra:.2f} s wall ({words['label_cpu_s'] - plain['label_cpu_s']:.1f}"
+              f" s CPU): {words['media_s'] / max(extra, 1e-6):.1f}x real time on its own; `avid label --transcribe` "
+              f"{words['rtf']:.2f}x real time (target 2.5)")
     first = next((r for r in rows if r["run"] == "label" and r["video"] == f"{min(args.durations):g}s_720p"), None)
     ok = first is not None and first["rtf"] >= MIN_REALTIME_FACTOR
     if first is not None:

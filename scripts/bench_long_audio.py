@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=ROOT / "bench_out", help="folder for audio and outputs")
     parser.add_argument("--minutes", type=float, nargs="+", default=[10.0, 120.0], help="conversation lengths")
+    parser.add_argument("--transcribe", action="store_true", help="label with --transcribe (the named transcript)")
     parser.add_argument("--check", action="store_true", help=f"exit 1 if peak RSS grows more than "
                                                              f"{MAX_RSS_GROWTH:.0%} from the shortest to the longest")
     args = parser.parse_args(argv)
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print("labelling it ...", flush=True)
         try:
             elapsed, cpu, rss, result = run_label(audio, args.work / f"label_conversation_{minutes:g}min",
-                                                  "json,rttm", None)
+                                                  "json,rttm", None, ("--transcribe",) if args.transcribe else ())
         except LabelFailed as err:
             print(f"bench_long_audio: {err}", file=sys.stderr)
             return 2
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"minutes": minutes, "label_s": round(elapsed, 1), "cpu_s": round(cpu, 1),
                      "rtf": round(minutes * 60 / elapsed, 2), "peak_rss_mb": round(rss),
                      "turns": len(result["turns"]), "speakers": len(result["people"]),
+                     "words": len(result.get("words", [])),
                      "der": round(der["error_rate"], 4)})
     print(f"{'minutes':>8}{'label s':>9}{'CPU s':>8}{'RTF':>7}{'RSS MB':>8}{'turns':>7}{'speakers':>9}{'DER':>7}")
     for r in rows:

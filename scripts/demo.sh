@@ -16,6 +16,7 @@ $avid --quiet enroll astronaut --image samples/astronaut.jpg --audio samples/ast
 $avid --quiet enroll grace_hopper --image samples/grace_hopper.jpg --audio samples/grace_hopper_voice.wav --db "$db"
 $avid --quiet train --db "$db"
 $avid --quiet query --audio samples/grace_hopper_voice.wav --db "$db"
-$avid --quiet label samples/interview.mp4 --db "$db" --out "$out/label" --format json,rttm,srt,vtt,png,mp4
+$avid --quiet label samples/interview.mp4 --db "$db" --out "$out/label" --format json,rttm,srt,vtt,txt,png,mp4 --transcribe
+cat "$out/label/interview.txt"
 echo "demo outputs in $out/:"
 ls -1R "$out"

@@ -32,6 +32,11 @@ def register(subparsers) -> None:
     parser.add_argument("--max-speakers", type=_positive, metavar="N", help="at most N speakers")
     parser.add_argument("--enroll-unknown", action="store_true",
                         help="add unmatched speakers to the gallery under their unknown-N labels")
+    parser.add_argument("--transcribe", action="store_true",
+                        help="also write what was said, each word under its speaker's name (JSON words, SRT/WebVTT "
+                             "cues 'Name: text', and the txt format)")
+    parser.add_argument("--language", metavar="CODE", help="with --transcribe: the language (e.g. en, fr); default: "
+                                                          "the model's own, or detected")
     parser.add_argument("--db", metavar="DB", help="gallery database (default: the user's avid gallery)")
     parser.set_defaults(func=run)
 
@@ -48,7 +53,11 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    formats = args.format.split(",") if args.format else list(cfg.label.formats)
+    formats = args.format.split(",") if args.format else list(cfg.label.formats) + (["txt"] if args.transcribe else [])
+    if "txt" in formats and not args.transcribe:
+        raise AvidError("the txt format is the transcript: add --transcribe")
+    if args.language and not args.transcribe:
+        raise AvidError("--language is for --transcribe")
     if args.min_speakers and args.max_speakers and args.min_speakers > args.max_speakers:
         raise AvidError(f"--min-speakers {args.min_speakers} is more than --max-speakers {args.max_speakers}")
     gallery = _open_gallery(args.db, create=args.enroll_unknown)
@@ -62,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
         result = label_recording(path, cfg, gallery=gallery, num_speakers=args.speakers,
                                  min_speakers=args.min_speakers, max_speakers=args.max_speakers,
-                                 enroll_unknown=args.enroll_unknown, progress=progress)
+                                 enroll_unknown=args.enroll_unknown, progress=progress,
+                                 transcribe=args.transcribe, language=args.language)
     written = write_outputs(result, args.out, formats, cfg, stem=output_stem(path))
     for warning in result.warnings:
         print(f"avid: warning: {path}: {warning}", file=sys.stderr)

@@ -12,6 +12,7 @@ from ..errors import AvidError
 from ..ingest import Models, output_stem, process_file, write_result
 from ..inputs import expand_inputs
 from . import EXIT_PARTIAL
+from ..config import load_config
 from ._common import config_from_args
 
 log = logging.getLogger("avid")
@@ -34,11 +35,17 @@ def register(subparsers) -> None:
                         help="with --db: a local process pool (default) or Ray tasks")
     parser.add_argument("--address", metavar="ADDR", help="with --engine ray: the Ray cluster to join "
                         "(default: start Ray locally); inputs must be readable at the same paths on every node")
+    parser.add_argument("--transcribe", action="store_true",
+                        help="with --db: also store what was said, for `avid search --text`")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if args.transcribe:
+        if not args.db:
+            raise AvidError("--transcribe stores transcripts in a library: use it with --db")
+        cfg = load_config(getattr(args, "config", None), overrides={"library": {"transcribe": True}})
     if args.db:
         from ..library import process_collection
 
