@@ -101,7 +101,8 @@ def _same_face(a: FaceTrack, b: FaceTrack, threshold: float) -> bool:
 
 
 def _group_faces(tracks: list[FaceTrack], threshold: float) -> list[list[FaceTrack]]:
-    """Tracks grouped into faces: single linkage on 'same face' (never together, alike)."""
+    """Tracks grouped into faces: a track joins a group when it is the same face (never together, alike) as every
+    track in it, most detections first."""
     groups: list[list[FaceTrack]] = []
     for track in sorted(tracks, key=lambda t: -len(t.detections)):
         home = next((g for g in groups if all(_same_face(track, other, threshold) for other in g)), None)
@@ -152,15 +153,21 @@ def choose_face(tracks: Sequence[FaceTrack], speech: Sequence[SpeechRegion | Spe
     groups = _group_faces(usable, raw_threshold(cfg, cfg.faces.encoder.backend))
     if track_id is not None:
         groups = [[t for t in usable if t.id == track_id]]
-    candidates = sorted((_candidate(g, turns, energy, cfg) for g in groups),
-                        key=lambda c: (-c.talking, -c.talk_score, -c.dominance))
+    candidates = [_candidate(g, turns, energy, cfg) for g in groups]
+    if turns and not any(c.visible_seconds > 0 for c in candidates):
+        turns = []      # no face is on screen while anyone speaks: judge them by their time on screen
+        candidates = [_candidate(g, turns, energy, cfg) for g in groups]
+    candidates.sort(key=lambda c: (-c.talking, -c.talk_score, -c.dominance))
     best = candidates[0]
-    # A face that is heard but whose mouth is measured not to move with the speech is not the voice's.
-    silent = bool(turns) and best.mouth_score is not None and not best.talking
+
+    def silent(candidate: Candidate) -> bool:
+        """Heard, but its mouth is measured not to move with the speech: the voice is not this face's."""
+        return bool(turns) and candidate.mouth_score is not None and not candidate.talking
+
     if track_id is not None:
-        return TrackChoice(best, "track", f"track {track_id} was asked for", candidates, silent)
+        return TrackChoice(best, "track", f"track {track_id} was asked for", candidates, silent(best))
     if len(candidates) == 1:
-        return TrackChoice(best, "only face", "the only face in the video", candidates, silent)
+        return TrackChoice(best, "only face", "the only face in the video", candidates, silent(best))
     talkers = [c for c in candidates if c.talking]
     if talkers:
         runner_up = talkers[1].talk_score if len(talkers) > 1 else None
@@ -172,11 +179,11 @@ def choose_face(tracks: Sequence[FaceTrack], speech: Sequence[SpeechRegion | Spe
                            f"with comparable evidence", candidates)
     by_dominance = sorted(candidates, key=lambda c: -c.dominance)
     best, second = by_dominance[0], by_dominance[1]
-    if best.dominance >= float(opts.dominance_ratio) * second.dominance:
+    if best.dominance > 0 and best.dominance >= float(opts.dominance_ratio) * second.dominance:
         what = "with speech" if turns else "at all"
         return TrackChoice(best, "dominant", f"no face is seen talking; this one dominates (on screen {what} "
                            f"{best.visible_seconds:.1f} s at {best.size:.0f} px, next {second.visible_seconds:.1f} "
-                           f"s at {second.size:.0f} px)", [best, second] + by_dominance[2:], silent)
+                           f"s at {second.size:.0f} px)", by_dominance, silent(best))
     neither = "no face is seen talking and " if turns else "there is no speech and "
     return TrackChoice(None, "ambiguous", f"{neither}{len(candidates)} different faces are on screen comparably "
                        f"long and large", by_dominance)
