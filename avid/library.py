@@ -770,24 +770,23 @@ def _fts_phrase(text: str) -> str:
     return '"' + " ".join(words).replace('"', '""') + '"'
 
 
-def _phrase_span(words: list, phrase: str) -> tuple[float, float]:
-    """The time of the first occurrence of ``phrase`` (its words, case and punctuation ignored) in a region's
-    words [start, end, text]; the whole region's words when it is not found word for word."""
+def _phrase_spans(words: list, phrase: str) -> list[tuple[float, float]]:
+    """The times of every occurrence of ``phrase`` (its words, case and punctuation ignored) in a segment's words
+    [start, end, text]; the whole segment's words when it is not found word for word (FTS5 tokenizes otherwise)."""
     def clean(token: str) -> str:
         return "".join(ch for ch in token.lower() if ch.isalnum() or ch == "'")
 
     target = [clean(t) for t in phrase.split() if clean(t)]
     tokens = [clean(w[2]) for w in words]
-    for i in range(len(tokens) - len(target) + 1):
-        if tokens[i:i + len(target)] == target:
-            return words[i][0], words[i + len(target) - 1][1]
-    return words[0][0], words[-1][1]
+    spans = [(words[i][0], words[i + len(target) - 1][1]) for i in range(len(tokens) - len(target) + 1)
+             if target and tokens[i:i + len(target)] == target]
+    return spans or [(words[0][0], words[-1][1])]
 
 
 def search_text(db: str | Path, text: str, person: Optional[str] = None, top_k: Optional[int] = None,
                 cfg: Optional[Config] = None) -> list[TextHit]:
-    """Where ``text`` was said in the library (files processed with ``--transcribe``), best first: each speech
-    region whose words hold the phrase, with when it was said and by whom; ``person`` keeps that person's only."""
+    """Where ``text`` was said in the library (files processed with ``--transcribe``), best first: every time it
+    was said, when and by whom (of up to ``top_k`` matching speaker turns); ``person`` keeps that person's only."""
     db = Path(db).expanduser()
     if not db.exists():
         raise StoreError("library not found (process files into it first: avid process DIR --db ...)", db)
@@ -810,9 +809,9 @@ def search_text(db: str | Path, text: str, person: Optional[str] = None, top_k: 
         rows = conn.execute(sql + " ORDER BY rank LIMIT ?", params + [int(top_k)]).fetchall()
     hits = []
     for source, words, name, cluster, snippet, rank in rows:
-        start, end = _phrase_span(json.loads(words), text)
         speaker = name or (f"unknown cluster {cluster}" if cluster is not None else "unknown")
-        hits.append(TextHit(source, start, end, speaker, snippet, float(rank)))
+        hits += [TextHit(source, start, end, speaker, snippet, float(rank))
+                 for start, end in _phrase_spans(json.loads(words), text)]
     return hits
 
 

@@ -64,6 +64,15 @@ def test_words_go_to_the_turn_that_covers_them_most_or_the_nearest_close_one():
     assert turn_texts(words, turns) == ["hello both", "mostly"]
 
 
+def test_every_time_a_phrase_is_said_is_a_hit():
+    from avid.library import _phrase_spans
+
+    words = [[0.0, 0.4, " A"], [0.4, 0.9, " banana,"], [1.0, 1.5, " then"], [1.6, 2.0, " Banana!"]]
+    assert _phrase_spans(words, "banana") == [(0.4, 0.9), (1.6, 2.0)]
+    assert _phrase_spans(words, "then banana") == [(1.0, 2.0)]
+    assert _phrase_spans(words, "bananas") == [(0.0, 2.0)]      # FTS5 matched it otherwise: the whole turn
+
+
 def test_the_tape_is_private_reads_back_stretches_and_is_removed():
     with SpeechTape(16000) as tape:
         tone = np.sin(np.arange(32000) / 10).astype(np.float32) * 0.5

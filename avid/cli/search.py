@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     query.add_argument("--person", metavar="NAME", help="a person in the gallery")
     parser.add_argument("--text", metavar="PHRASE", help="words said (with --person: said by that person)")
     parser.add_argument("--track", type=int, metavar="ID", help="with --video: the face track to search with")
-    parser.add_argument("--top-k", type=int, metavar="K", help="most files to list (default library.search.top_k)")
+    parser.add_argument("--top-k", type=int, metavar="K", help="most files (with --text: speaker turns) to list "
+                                                               "(default library.search.top_k)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--db", metavar="DB", help="library database (default: the gallery file, $AVID_DB)")
     parser.set_defaults(func=run)
@@ -63,6 +64,7 @@ def _run_text(args: argparse.Namespace, cfg) -> int:
     if not hits:
         print("not found in the library's transcripts (files are transcribed with `avid process --db --transcribe`)")
         return 0
+    print(f"# said {len(hits)} time{'s' if len(hits) != 1 else ''}")
     print("file\tstart\tend\tspeaker\tsnippet")
     for hit in hits:
         print(f"{hit.file}\t{hit.start:.2f}\t{hit.end:.2f}\t{hit.speaker}\t{hit.snippet}")
