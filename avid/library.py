@@ -1,7 +1,7 @@
 """The library: many recordings processed once into the gallery store, then searched by face, voice or name.
 
 ``process_collection`` ingests folders of videos, audio files and images into the same SQLite file as the gallery
-(avid.gallery): every face track and every speech region becomes an unnamed observation with its source file and
+(avid.gallery): every face track and every speaker turn becomes an unnamed observation with its source file and
 time range. Files are identified by the SHA-256 of their content, so a rerun skips finished work; each file's
 observations are written in ONE transaction together with its ``done`` status, so a run killed at any moment
 leaves either all of a file or none of it, and the file is simply redone on the next run.
@@ -51,7 +51,7 @@ log = logging.getLogger("avid")
 
 # Tables the library adds to the gallery file. ``library_faces`` keeps where a face track is best seen (for
 # thumbnails); ``library_clusters`` keeps the last clustering of unnamed observations, so that ``name_cluster``
-# names exactly what ``unknown_clusters`` listed; ``library_words`` keeps the words said in each speech region
+# names exactly what ``unknown_clusters`` listed; ``library_words`` keeps the words said in each speaker turn
 # (``--transcribe``: JSON [start, end, word]) and ``library_text`` their text for full-text search (SQLite FTS5),
 # removed with the region (deleting a person deletes what they said).
 _LIBRARY_SCHEMA = """
@@ -80,7 +80,7 @@ END;
 
 @dataclass
 class ObservationRecord:
-    """One face track or speech region of a file, ready to store."""
+    """One face track or speaker turn of a file, ready to store."""
 
     modality: str                      # "face" | "voice"
     start: float
@@ -124,10 +124,10 @@ class Summary:
 
     def lines(self) -> list[str]:
         return [f"{path}: {error}" for path, error in self.failed] + [
-            f"{self.total} files: {len(self.processed)} processed ({self.n_face} face tracks, {self.n_voice} speech "
-            f"regions), {len(self.skipped)} already in the library, {len(self.duplicates)} duplicates, "
+            f"{self.total} files: {len(self.processed)} processed ({self.n_face} face tracks, {self.n_voice} speaker "
+            f"turns), {len(self.skipped)} already in the library, {len(self.duplicates)} duplicates, "
             f"{len(self.failed)} failed, in {self.seconds:.1f} s"] + (
-            [f"learned from the library: " + ", ".join(f"{n} observations of {name}"
+            ["learned from the library: " + ", ".join(f"{n} observations of {name}"
                                                         for name, n in sorted(self.learned.items()))]
             if self.learned else [])
 
@@ -253,7 +253,7 @@ def analyse_file(path: str, digest: str, cfg: Config, models: Optional[Models] =
 
 
 def observation_records(result: IngestResult, cfg: Config) -> list[ObservationRecord]:
-    """Face tracks and speech regions that have embeddings, each voice paired with the face seen saying it."""
+    """Face tracks and speaker turns that have embeddings, each voice paired with the face seen saying it."""
     records = []
     for track in result.face_tracks:
         if track.embedding is None or not track.detections:
@@ -900,7 +900,7 @@ def unknown_clusters(db: str | Path, cfg: Config) -> list[UnknownCluster]:
     """Cluster the library's unnamed observations into people, largest first, and remember the clustering.
 
     Faces and voices are clustered separately (thresholds in ``library.unknown``); a voice cluster joins the face
-    cluster it is heard with (speech regions paired at ingest with the one face track on screen) when at least
+    cluster it is heard with (speaker turns paired at ingest with the face seen saying them) when at least
     ``min_cooccurrence`` of its speech that was heard with a face was heard with that face cluster. Face clusters get a thumbnail JPEG in
     ``<db>-thumbnails/`` (private to the user).
     """

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avid import identify, synthetic
+from avid import identify
 from avid.cli import main
 from avid.config import load_config
 from avid.errors import ConfigError, ModelError
