@@ -27,6 +27,7 @@ import json
 import os
 import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -124,6 +125,27 @@ class Observation:
     paired_with: Optional[int] = None
     person: Optional[str] = None      # the person's name, when named
     learned: Optional[dict] = None    # how it was learned from the library (avid/learning.py); None: enrolled/named
+
+
+MAX_NAME_LENGTH = 200
+
+
+def clean_name(name: str) -> str:
+    """A person's name as stored: Unicode NFC, spaces collapsed; StoreError for an empty or overlong name or one
+    holding control characters (a line break in a name would forge rows of listings and subtitle cues)."""
+    name = unicodedata.normalize("NFC", str(name)).strip()
+    if not name:
+        raise StoreError("a person's name cannot be empty")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+        raise StoreError(f"a person's name cannot hold control characters or line breaks: {name!r}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise StoreError(f"a person's name is at most {MAX_NAME_LENGTH} characters (got {len(name)})")
+    return " ".join(name.split())
+
+
+def name_key(name: str) -> str:
+    """What makes two names the same person's: NFC and case folded."""
+    return unicodedata.normalize("NFC", " ".join(str(name).split())).casefold()
 
 
 def default_path() -> Path:
@@ -286,18 +308,15 @@ class Gallery:
 
     # ------------------------------------------------------------------------------------------ people
     def add_person(self, name: str) -> Person:
-        name = name.strip()
-        if not name:
-            raise StoreError("a person's name cannot be empty")
+        name = clean_name(name)
         with self.transaction() as db:
-            if self._person_row(name) is not None:
-                raise StoreError(f"a person named {name!r} already exists (use --add to add to them)")
+            same = self.find_person(name)
+            if same is not None:
+                also = "" if same.name == name else f" as {same.name!r}"
+                raise StoreError(f"a person named {name!r} already exists{also} (use --add to add to them)")
             created = _now()
             cursor = db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, created))
         return Person(id=int(cursor.lastrowid), name=name, created=created)
-
-    def _person_row(self, name: str):
-        return self._db.execute("SELECT id, name, created FROM people WHERE name = ?", (name,)).fetchone()
 
     def people(self) -> list[Person]:
         rows = self._db.execute("""
@@ -307,21 +326,26 @@ class Gallery:
             FROM people p ORDER BY p.name""").fetchall()
         return [Person(id=r[0], name=r[1], created=r[2], n_face=r[3], n_voice=r[4]) for r in rows]
 
+    def find_person(self, name: str) -> Optional[Person]:
+        """The person a name means, or None: the same name whatever its Unicode form and letter case ("José"
+        composed or not, "Alice" or "alice" are one person)."""
+        key = name_key(name)
+        return next((p for p in self.people() if name_key(p.name) == key), None)
+
     def person(self, name: str) -> Person:
-        """The person of that name; StoreError when there is none."""
-        for person in self.people():
-            if person.name == name:
-                return person
-        raise StoreError(f"no person named {name!r} in the gallery (see `avid people list`)")
+        """The person of that name (``find_person``); StoreError when there is none."""
+        found = self.find_person(name)
+        if found is None:
+            raise StoreError(f"no person named {name!r} in the gallery (see `avid people list`)")
+        return found
 
     def rename(self, old: str, new: str) -> Person:
-        new = new.strip()
-        if not new:
-            raise StoreError("a person's name cannot be empty")
+        new = clean_name(new)
         with self.transaction() as db:
             person = self.person(old)
-            if new != old and self._person_row(new) is not None:
-                raise StoreError(f"a person named {new!r} already exists (use `avid people merge` to join them)")
+            other = self.find_person(new)
+            if other is not None and other.id != person.id:
+                raise StoreError(f"a person named {other.name!r} already exists (use `avid people merge` to join them)")
             db.execute("UPDATE people SET name = ? WHERE id = ?", (new, person.id))
         return self.person(new)
 

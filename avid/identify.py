@@ -28,7 +28,7 @@ import numpy as np
 from . import __version__
 from .config import Config, load_config
 from .errors import AvidError, ConfigError, ModelError, NoContentError
-from .gallery import Gallery, Observation
+from .gallery import Gallery, Observation, clean_name
 from .ingest import Models, process_file
 from .media import content_hash, media_kind
 from .shared import model as shared_model
@@ -377,12 +377,12 @@ def enroll(gallery: Gallery, name: str, images: Sequence[str | Path] = (), audio
     the face track of a video with several; it needs exactly one video.
     """
     cfg = cfg or load_config()
-    name = name.strip()
+    name = clean_name(name)      # refused before any work when it cannot be a name
     if not (images or audios or videos):
         raise AvidError("nothing to enrol: give at least one --image, --audio or --video")
     if track is not None and len(videos) != 1:
         raise AvidError("--track picks a face track of one video: give exactly one --video with it")
-    exists = any(p.name == name for p in gallery.people())
+    exists = gallery.find_person(name) is not None
     if exists and not add:
         raise AvidError(f"{name!r} is already enrolled: use --add to add these files to them, or another name")
     from .learning import learn_from_library

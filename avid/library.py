@@ -1034,8 +1034,7 @@ def name_cluster(db: str | Path, cluster_id: int, name: str, cfg: Optional[Confi
                                             "o.person_id IS NULL", (int(cluster_id),))]
             if not ids:
                 raise StoreError(f"no unknown cluster {cluster_id} (run `avid people unknown` to list them)", db)
-            existing = [p for p in gallery.people() if p.name == name.strip()]
-            person = existing[0] if existing else gallery.add_person(name)
+            person = gallery.find_person(name) or gallery.add_person(name)
             count = gallery.assign(ids, person.id)
             tx.execute("DELETE FROM library_clusters WHERE cluster_id = ?", (int(cluster_id),))
             refresh_z_prototypes(gallery, [person.id])    # when a shared model is trained, its z prototype too

@@ -218,3 +218,26 @@ def test_assign_unnamed_observations(store, rng):
     assert store.assign(ids[:2], "Ada") == 2
     assert store.person("Ada").n_face == 2 and len(store.observations(named=False)) == 1
     assert len(store.prototypes("face")[0]) == 1
+
+
+def test_names_are_one_line_one_form_and_one_case(tmp_path):
+    """Issue 13, item 6: a name cannot forge listing rows, and José (composed or not) or Alice / alice is one person."""
+    with Gallery(tmp_path / "g.db") as g:
+        for bad in ("Eve\nMallory\t2\t0", "Bob\x1b[31m", "x\u2028y", "", "   ", "A" * 201):
+            with pytest.raises(StoreError):
+                g.add_person(bad)
+        composed, decomposed = "Jos\u00e9", "Jose\u0301"
+        jose = g.add_person(decomposed)
+        assert jose.name == composed                              # stored in NFC
+        with pytest.raises(StoreError, match="already exists"):
+            g.add_person(composed)
+        g.add_person("Alice")
+        with pytest.raises(StoreError, match="already exists as 'Alice'"):
+            g.add_person("alice")
+        assert g.person("ALICE").name == "Alice" and g.person(composed).id == jose.id
+        g.add_person("Bob  Smith ")
+        assert g.person("bob smith").name == "Bob Smith"
+        with pytest.raises(StoreError, match="already exists"):
+            g.rename("Bob Smith", "alice")
+        g.delete("alice")
+        assert [p.name for p in g.people()] == ["Bob Smith", composed]
