@@ -17,6 +17,7 @@ import numpy as np
 
 from .config import Config, load_config
 from .errors import AvidError, MediaError
+from .private import private_output, write_private_text
 from .transcribe import turn_texts
 from .types import FaceTrack, LabelResult, SpeechTurn, Word
 
@@ -87,7 +88,7 @@ def _track_dict(track: FaceTrack, result: LabelResult, cfg: Config, speaker_of_t
 
 def write_json(result: LabelResult, path: str | Path, cfg: Config | None = None) -> Path:
     path = Path(path)
-    path.write_text(json.dumps(to_dict(result, cfg), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_private_text(path, json.dumps(to_dict(result, cfg), indent=2, ensure_ascii=False) + "\n")
     return path
 
 
@@ -97,7 +98,8 @@ def write_rttm(result: LabelResult, path: str | Path, uri: str | None = None) ->
     from .evaluation.diarization import write_rttm as write_turns   # pyannote loads only when RTTM is asked for
 
     path = Path(path)
-    write_turns(result.turns, path, uri=uri or Path(result.media.path).stem, use_names=True)
+    with private_output(path) as tmp:
+        write_turns(result.turns, tmp, uri=uri or Path(result.media.path).stem, use_names=True)
     return path
 
 
@@ -173,7 +175,7 @@ def write_srt(result: LabelResult, path: str | Path, cfg: Config | None = None) 
     items = cues(result, cfg or load_config())
     lines = [f"{i}\n{format_timestamp(c.start, ',')} --> {format_timestamp(c.end, ',')}\n"
              f"{(c.name + ': ' + _plain(c.text)) if c.text else c.who}\n" for i, c in enumerate(items, start=1)]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_private_text(path, "\n".join(lines))
     return path
 
 
@@ -189,7 +191,7 @@ def write_vtt(result: LabelResult, path: str | Path, cfg: Config | None = None) 
         body = _plain(c.text) if c.text else c.who
         lines.append(f"{i}\n{format_timestamp(c.start, '.')} --> {format_timestamp(c.end, '.')}\n"
                      f"<v {_vtt_escape(c.name)}>{_vtt_escape(body)}</v>\n")
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_private_text(path, "\n".join(lines))
     return path
 
 
@@ -210,7 +212,7 @@ def write_txt(result: LabelResult, path: str | Path) -> Path:
             close()
         current.append(word)
     close()
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    write_private_text(path, "".join(line + "\n" for line in lines))
     return path
 
 
@@ -268,7 +270,8 @@ def write_timeline_png(result: LabelResult, path: str | Path, cfg: Config) -> Pa
                   Line2D([0], [0], color="grey", linewidth=2, label="their face on screen")]
         ax.legend(handles=legend, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    with private_output(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
 
@@ -389,7 +392,7 @@ def write_annotated_mp4(result: LabelResult, path: str | Path, cfg: Config,
         source = av.open(str(src), metadata_errors="ignore")
     except (av.error.FFmpegError, OSError) as exc:
         raise MediaError(f"cannot open media ({exc.__class__.__name__}: {exc})", src) from None
-    with source, av.open(str(path), mode="w", format="mp4") as sink:
+    with private_output(path) as tmp, source, av.open(str(tmp), mode="w", format="mp4") as sink:
         in_video = source.streams.video[0]
         in_video.thread_type = "AUTO"
         in_audio = source.streams.audio[0] if source.streams.audio else None

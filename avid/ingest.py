@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
 import threading
 import time
@@ -22,6 +21,7 @@ import numpy as np
 from . import __version__, media
 from .config import Config
 from .errors import AvidError, NoContentError
+from .private import private_output
 from .types import FaceDetection, FaceTrack, Frame, IngestResult, MediaInfo
 
 SCHEMA_NAME = "avid.ingest"
@@ -219,22 +219,19 @@ def output_stem(path: str | Path) -> str:
 def write_result(result: IngestResult, out_dir: str | Path, stem: str | None = None) -> Path:
     """Write ``<stem>.json`` (the documented schema) and ``<stem>.npz`` (all embeddings) into ``out_dir``.
 
-    Both files are written to temporary names and renamed into place, so a crash never leaves a half-written result.
+    Both are private to the user and written atomically (avid.private): a crash never leaves a half-written result,
+    and a link planted in a shared output folder is never followed.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = stem or output_stem(result.media.path)
     json_path, npz_path = out_dir / f"{stem}.json", out_dir / f"{stem}.npz"
     document, arrays = to_document(result, npz_path.name)
-    tmp_npz = npz_path.with_name(f".{npz_path.name}.tmp")
-    with open(tmp_npz, "wb") as fh:
-        np.savez(fh, **arrays)
-    tmp_json = json_path.with_name(f".{json_path.name}.tmp")
-    tmp_json.write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
-    for tmp in (tmp_npz, tmp_json):   # embeddings are biometric data: readable by the user only
-        os.chmod(tmp, 0o600)
-    os.replace(tmp_npz, npz_path)
-    os.replace(tmp_json, json_path)
+    # The JSON names the NPZ: it is moved into place last.
+    with private_output(json_path) as tmp_json, private_output(npz_path) as tmp_npz:
+        with open(tmp_npz, "wb") as fh:
+            np.savez(fh, **arrays)
+        tmp_json.write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
     return json_path
 
 

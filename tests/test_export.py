@@ -264,3 +264,33 @@ def test_audio_only_input_skips_mp4_and_writes_the_rest(tmp_path, cfg, synthetic
 def test_unknown_format_is_refused(tmp_path, short_video, cfg):
     with pytest.raises(AvidError, match="unknown output format"):
         export.write_outputs(_result(short_video), tmp_path, ["json", "docx"], cfg)
+
+
+def test_outputs_are_private_and_never_written_through_a_planted_link(tmp_path, cfg):
+    """Issue 13, items 3 and 4: label outputs are 0600 whatever the umask; a symlink at the output name is
+    replaced, not followed; a writer that fails leaves nothing under the final name."""
+    import os
+    import stat
+
+    from avid.private import private_output
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.srt").symlink_to(victim)
+    result = LabelResult(media=MediaInfo(path="x.wav", kind="audio", duration=2.0),
+                         turns=[SpeechTurn(0.0, 1.0, "spk0", name="Ada")])
+    old = os.umask(0)
+    try:
+        written = export.write_outputs(result, out, ["json", "srt", "vtt", "rttm", "png"], cfg, stem="x")
+    finally:
+        os.umask(old)
+    assert victim.read_text() == "precious" and not (out / "x.srt").is_symlink()
+    for path in written.values():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    with pytest.raises(KeyboardInterrupt):
+        with private_output(out / "y.mp4") as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written.values())

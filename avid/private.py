@@ -1,0 +1,35 @@
+"""Files that hold faces, voices, names or embeddings are written one way: private, atomic, never through a link.
+
+``private_output(path)`` gives a fresh temporary file beside ``path``: an unpredictable name created by us (O_EXCL,
+mode 0600), so a symlink planted in a shared folder is never followed. When the block finishes it is renamed
+over ``path`` (a link already at ``path`` is replaced, not followed); when it fails or is interrupted (Ctrl-C) it
+is removed, so no half-written file is left under the final name.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def private_output(path: str | Path) -> Iterator[Path]:
+    """A temporary path to write ``path``'s content to; see the module docstring."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_private_text(path: str | Path, text: str) -> Path:
+    with private_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
