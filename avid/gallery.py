@@ -128,6 +128,13 @@ class Observation:
 
 
 MAX_NAME_LENGTH = 200
+CACHES = ("index", "thumbnails")   # folders beside a store that the library fills and can always rebuild
+
+
+def companion(db: Path, kind: str) -> Path:
+    """A cache folder beside the store: ``<store file name>-<kind>/`` (the whole name, so that ``lib.db`` and
+    ``lib.sqlite`` in one folder never share one)."""
+    return Path(db).with_name(f"{Path(db).name}-{kind}")
 
 
 def clean_name(name: str) -> str:
@@ -202,10 +209,15 @@ class Gallery:
     # ------------------------------------------------------------------------------------------ opening
     @staticmethod
     def _create_private(path: Path) -> None:
-        """Create the file (and any missing directory) readable by the user only, before SQLite opens it."""
+        """Create the file (and any missing directory) readable by the user only, before SQLite opens it; an
+        existing file of the user's is made private too, whoever created it."""
+        if path.is_symlink() and not path.exists():
+            raise StoreError("is a symbolic link to nothing (give the real file, or a new path)", path)
         if path.exists():
             if not path.is_file():
                 raise StoreError("not a file", path)
+            if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
             return
         missing = []
         parent = path.parent
@@ -375,7 +387,18 @@ class Gallery:
             if had_model:
                 db.execute("DELETE FROM prototypes WHERE space LIKE 'z%'")
         self._scrub()
+        self._drop_caches()
         return {"observations": int(n_obs), "model": had_model}
+
+    def _drop_caches(self) -> None:
+        """Remove the library's caches beside the store (the FAISS index, the cluster thumbnails): they may hold a
+        deleted person's vectors and face crops, and are rebuilt when next needed."""
+        import shutil
+
+        for kind in CACHES:
+            folder = companion(self.path, kind)
+            if folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder)
 
     def _scrub(self) -> None:
         """Push deleted pages out of the WAL and rewrite the file, so no freed bytes remain readable."""

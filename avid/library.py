@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from .config import Config, load_config
 from .errors import AvidError, NoContentError, StoreError
-from .gallery import Gallery, from_blob
+from .gallery import Gallery, companion, from_blob
 from .index import FaissIndex, Index, build_index
 from .ingest import Models, process_file
 from .inputs import expand_inputs
@@ -831,7 +831,7 @@ def library_index(db: Path, conn: sqlite3.Connection, modality: str, cfg: Config
         return None
     if count < cfg.index.faiss_min_size:
         return build_index(*_library_vectors(conn, modality), cfg=cfg, exact=True)
-    folder = db.with_name(db.stem + "-index")
+    folder = companion(db, "index")
     path, key_path = folder / f"{modality}.faiss", folder / f"{modality}.key"
     key = json.dumps({"count": count, "max_id": max_id, "id_total": id_total, "index": cfg.index.to_dict()},
                      sort_keys=True)
@@ -902,7 +902,7 @@ def unknown_clusters(db: str | Path, cfg: Config) -> list[UnknownCluster]:
     Faces and voices are clustered separately (thresholds in ``library.unknown``); a voice cluster joins the face
     cluster it is heard with (speaker turns paired at ingest with the face seen saying them) when at least
     ``min_cooccurrence`` of its speech that was heard with a face was heard with that face cluster. Face clusters get a thumbnail JPEG in
-    ``<db>-thumbnails/`` (private to the user).
+    ``<db>-thumbnails/`` (private to the user; removed with any deleted person).
     """
     db = Path(db).expanduser()
     ucfg = cfg.library.unknown
@@ -924,7 +924,7 @@ def unknown_clusters(db: str | Path, cfg: Config) -> list[UnknownCluster]:
             tx.executemany("INSERT INTO library_clusters VALUES (?, ?)",
                            [(int(obs), cid) for cid, (f, v) in enumerate(groups, 1)
                             for obs in list(faces.ids[f]) + list(voices.ids[v])])
-    thumbs_dir = db.with_name(db.stem + "-thumbnails")
+    thumbs_dir = companion(db, "thumbnails")
     clusters = []
     for cid, (f_rows, v_rows) in enumerate(groups, 1):
         files = sorted({faces.sources[r] for r in f_rows} | {voices.sources[r] for r in v_rows})

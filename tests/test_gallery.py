@@ -241,3 +241,17 @@ def test_names_are_one_line_one_form_and_one_case(tmp_path):
             g.rename("Bob Smith", "alice")
         g.delete("alice")
         assert [p.name for p in g.people()] == ["Bob Smith", composed]
+
+
+def test_a_store_is_private_whoever_made_the_file_and_a_dangling_link_is_refused(tmp_path):
+    """Issue 13, item 2."""
+    loose = tmp_path / "loose.db"
+    loose.touch(mode=0o666)
+    os.chmod(loose, 0o666)
+    Gallery(loose).close()
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600
+    dangling = tmp_path / "link.db"
+    dangling.symlink_to(tmp_path / "nowhere" / "target.db")
+    with pytest.raises(StoreError, match="symbolic link to nothing"):
+        Gallery(dangling)
+    assert not (tmp_path / "nowhere").exists()

@@ -294,8 +294,28 @@ def test_large_library_search_uses_a_cached_faiss_index(reference, media, tmp_pa
     hits = search(db, audio=str(media["query_voice"]), cfg=faiss_cfg)
     assert [(h.file, round(h.score, 4), h.ranges) for h in hits] == \
         [(h.file, round(h.score, 4), h.ranges) for h in exact_hits]
-    cache = tmp_path / f"{db.stem}-index" / "voice.faiss"
+    cache = tmp_path / f"{db.name}-index" / "voice.faiss"
     assert cache.is_file() and stat.S_IMODE(cache.stat().st_mode) == 0o600
     built = cache.stat().st_mtime_ns
     assert search(db, audio=str(media["query_voice"]), cfg=faiss_cfg) == hits
     assert cache.stat().st_mtime_ns == built                 # the second search loaded it, did not rebuild
+
+
+def test_delete_removes_the_caches_and_stores_of_one_stem_do_not_share_one(reference, media, tmp_path, cfg):
+    """Issue 13, items 1 and 5: after `people delete` no FAISS cache or thumbnail of the library is left; and
+    lib.db and lib.sqlite side by side keep their own caches."""
+    pytest.importorskip("faiss")
+    db = copy_store(reference[0], tmp_path)
+    other = tmp_path / f"{db.stem}.sqlite"
+    shutil.copy(db, other)
+    faiss_cfg = load_config(overrides={"index": {"faiss_min_size": 1}})
+    search(db, audio=str(media["query_voice"]), cfg=faiss_cfg)
+    search(other, audio=str(media["query_voice"]), cfg=faiss_cfg)
+    assert (tmp_path / f"{db.name}-index").is_dir() and (tmp_path / f"{other.name}-index").is_dir()
+    clusters = unknown_clusters(db, cfg)
+    assert any(c.thumbnail for c in clusters)
+    name_cluster(db, next(c.id for c in clusters if c.thumbnail), "Person One", cfg)
+    with Gallery(db) as gallery:
+        gallery.delete("Person One")
+    assert not (tmp_path / f"{db.name}-index").exists() and not (tmp_path / f"{db.name}-thumbnails").exists()
+    assert (tmp_path / f"{other.name}-index").is_dir()       # the other store's cache is its own
