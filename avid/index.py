@@ -8,13 +8,13 @@ vectors. Both kinds answer ``search(queries, k) -> (scores, ids)`` with ids of -
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from .config import Config, load_config
+from .private import private_output
 
 _BLOCK = 65536   # rows handled at a time when normalising or scanning, so temporary memory stays small
 
@@ -119,11 +119,8 @@ class FaissIndex:
 
     def save(self, path: str | Path) -> None:
         """Write the index to ``path`` (private to the user: it holds the vectors), atomically."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        self._faiss.write_index(self.index, str(tmp))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        with private_output(path) as tmp:
+            self._faiss.write_index(self.index, str(tmp))
 
     @classmethod
     def load(cls, path: str | Path, cfg: Config) -> "FaissIndex":

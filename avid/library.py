@@ -44,6 +44,7 @@ from .index import FaissIndex, Index, build_index
 from .ingest import Models, process_file
 from .inputs import expand_inputs
 from .media import content_hash
+from .private import private_output
 from .types import FaceTrack, IngestResult, Person
 from .vectors import unit_rows
 
@@ -1012,9 +1013,8 @@ def _write_crop(image: np.ndarray, box, path: Path, size: int) -> Path:
     picture.thumbnail((size, size))
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        picture.save(fh, format="JPEG", quality=90)
+    with private_output(path) as tmp:
+        picture.save(tmp, format="JPEG", quality=90)
     return path
 
 
