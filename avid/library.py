@@ -46,7 +46,7 @@ from .inputs import expand_inputs
 from .media import content_hash
 from .private import private_output
 from .types import FaceTrack, IngestResult, Person
-from .vectors import unit_rows
+from .vectors import unit_mean
 
 log = logging.getLogger("avid")
 
@@ -296,6 +296,7 @@ def _speaker_segments(result: IngestResult, cfg: Config) -> list[_Segment]:
     embedded from its speaker's local-speaker windows overlapping it, so that one observation is one person.
     Speech regions as they are where there is no diarization (too little speech to tell speakers apart)."""
     from .voice.diarize import diarize
+    from .voice.speech import WindowIndex
 
     min_seconds = float(cfg.voice.embed.min_region_seconds)
     turns, voices = [], {}
@@ -306,14 +307,14 @@ def _speaker_segments(result: IngestResult, cfg: Config) -> list[_Segment]:
     if not turns:
         segments = [_Segment(r.start, r.end, np.asarray(r.embedding, np.float32))
                     for r in result.speech_regions if r.embedding is not None]
+    indexes = {speaker: WindowIndex(windows) for speaker, windows in voices.items()}
     for turn in sorted(turns, key=lambda t: (t.start, t.end)):
-        windows = voices.get(turn.speaker, [])
-        if turn.end - turn.start < min_seconds or not windows:
+        index = indexes.get(turn.speaker)
+        if turn.end - turn.start < min_seconds or index is None:
             continue
-        overlap = np.array([min(w.end, turn.end) - max(w.start, turn.start) for w in windows])
-        chosen = [(o, w.embedding) for o, w in zip(overlap, windows) if o > 0]
-        vectors = chosen or [(1.0, w.embedding) for w in windows]   # no window inside: the speaker's voice
-        embedding = unit_rows(sum(o * np.asarray(v, np.float64) for o, v in vectors)).astype(np.float32)
+        embedding = index.embedding(turn.start, turn.end)
+        if embedding is None:        # no window of theirs inside the turn: the speaker's voice
+            embedding = unit_mean([w.embedding for w in index.windows])
         segments.append(_Segment(turn.start, turn.end, embedding))
     for index, segment in enumerate(segments):
         segment.speaker = str(index)

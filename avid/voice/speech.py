@@ -14,7 +14,7 @@ overlapped speech.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -268,25 +268,36 @@ def speech_regions(segmentation: LocalSpeakers, cfg) -> list[SpeechRegion]:
     return regions
 
 
+class WindowIndex:
+    """Local-speaker windows sorted by start, to embed any stretch as the mean of the windows whose embedded
+    seconds overlap it, weighted by the overlap (a point-like window counts when it lies in the stretch)."""
+
+    def __init__(self, windows: list[VoiceWindow]):
+        order = np.argsort([w.start for w in windows], kind="stable")
+        self.windows = [windows[i] for i in order]
+        self.starts = np.array([w.start for w in self.windows], dtype=np.float64)
+        self.ends = np.maximum(np.array([w.end for w in self.windows], dtype=np.float64), self.starts + 0.01)
+        self.longest = float((self.ends - self.starts).max()) if self.windows else 0.0
+
+    def embedding(self, start: float, end: float) -> Optional[np.ndarray]:
+        """The stretch's embedding, or None when no window overlaps it."""
+        lo, hi = np.searchsorted(self.starts, [start - self.longest, end])
+        overlap = np.minimum(self.ends[lo:hi], end) - np.maximum(self.starts[lo:hi], start)
+        inside = np.flatnonzero(overlap > 0)
+        if not len(inside):
+            return None
+        vectors = np.stack([self.windows[lo + k].embedding for k in inside])
+        return unit_rows((overlap[inside, None] * vectors).sum(0)).astype(np.float32)
+
+
 def attach_region_embeddings(regions: list[SpeechRegion], windows: list[VoiceWindow],
                              min_seconds: float) -> None:
-    """Each region long enough gets the mean of the local-speaker embeddings whose embedded speech overlaps it,
-    weighted by the overlap (a local speaker's middle seconds may fall in a pause between two regions)."""
-    if not windows or not regions:
-        return
-    order = np.argsort([w.start for w in windows], kind="stable")
-    starts = np.array([windows[i].start for i in order])
-    ends = np.maximum([windows[i].end for i in order], starts + 0.01)   # a point still lies in a region
-    longest = float((ends - starts).max())
+    """Each region long enough gets the embedding of its stretch (``WindowIndex``): a local speaker's middle
+    seconds may fall in a pause between two regions, so windows count by overlap, not by their centre."""
+    index = WindowIndex(windows)
     for region in regions:
-        if region.duration < min_seconds:
-            continue
-        lo, hi = np.searchsorted(starts, [region.start - longest, region.end])
-        overlap = np.minimum(ends[lo:hi], region.end) - np.maximum(starts[lo:hi], region.start)
-        inside = np.flatnonzero(overlap > 0)
-        if len(inside):
-            vectors = np.stack([windows[order[lo + k]].embedding for k in inside])
-            region.embedding = unit_rows((overlap[inside, None] * vectors).sum(0)).astype(np.float32)
+        if region.duration >= min_seconds:
+            region.embedding = index.embedding(region.start, region.end)
 
 
 def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
