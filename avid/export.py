@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -151,22 +151,26 @@ def cues(result: LabelResult, cfg: Config) -> list[Cue]:
     if not result.words:
         return [Cue(t.start, t.end, _plain(t.name or t.speaker), "", _cue_text(t, turns)) for t in turns]
     max_seconds, max_chars = float(cfg.transcribe.max_cue_seconds), int(cfg.transcribe.max_cue_chars)
-    out: list[Cue] = []
-    current: list[Word] = []
+    return [Cue(run[0].start, run[-1].end, _speaker_of(run), "".join(w.text for w in run).strip())
+            for run in _word_runs(result.words, max_seconds, max_chars)]
 
-    def close() -> None:
-        if current:
-            name = _plain(current[0].name or current[0].speaker or "unknown")
-            out.append(Cue(current[0].start, current[-1].end, name, "".join(w.text for w in current).strip()))
-            current.clear()
 
-    for word in sorted(result.words, key=lambda w: w.start):
-        if current and (word.speaker != current[0].speaker or word.end - current[0].start > max_seconds
-                        or len("".join(w.text for w in current)) + len(word.text) > max_chars):
-            close()
-        current.append(word)
-    close()
-    return out
+def _speaker_of(run: list[Word]) -> str:
+    return _plain(run[0].name or run[0].speaker or "unknown")
+
+
+def _word_runs(words: list[Word], max_seconds: float = math.inf, max_chars: float = math.inf) -> Iterator[list[Word]]:
+    """Consecutive words of one speaker in time order, cut also where a run would last longer than
+    ``max_seconds`` or hold more than ``max_chars`` characters."""
+    run: list[Word] = []
+    for word in sorted(words, key=lambda w: w.start):
+        if run and (word.speaker != run[0].speaker or word.end - run[0].start > max_seconds
+                    or len("".join(w.text for w in run)) + len(word.text) > max_chars):
+            yield run
+            run = []
+        run.append(word)
+    if run:
+        yield run
 
 
 def write_srt(result: LabelResult, path: str | Path, cfg: Config | None = None) -> Path:
@@ -198,20 +202,8 @@ def write_vtt(result: LabelResult, path: str | Path, cfg: Config | None = None) 
 def write_txt(result: LabelResult, path: str | Path) -> Path:
     """The named transcript: a line per run of one speaker's words, "[hh:mm:ss] Name: text"."""
     path = Path(path)
-    lines, current = [], []
-
-    def close() -> None:
-        if current:
-            name = _plain(current[0].name or current[0].speaker or "unknown")
-            stamp = format_timestamp(current[0].start, ".")[:8]
-            lines.append(f"[{stamp}] {name}: {_plain(''.join(w.text for w in current))}")
-            current.clear()
-
-    for word in sorted(result.words, key=lambda w: w.start):
-        if current and word.speaker != current[0].speaker:
-            close()
-        current.append(word)
-    close()
+    lines = [f"[{format_timestamp(run[0].start, '.')[:8]}] {_speaker_of(run)}: {_plain(''.join(w.text for w in run))}"
+             for run in _word_runs(result.words)]
     write_private_text(path, "".join(line + "\n" for line in lines))
     return path
 
