@@ -71,7 +71,7 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def _sample_period(cfg: Config) -> float:
+def sample_period(cfg: Config) -> float:
     """Seconds each face detection stands for: the face sampling period."""
     return 1.0 / float(cfg.media.frame_rate)
 
@@ -89,7 +89,7 @@ def pair_evidence(speaker: str, turns: list[SpeechTurn], track: FaceTrack, energ
     times = np.array([d.time for d in track.detections], dtype=np.float64)
     speaking = _in_turns(times, turns)
     speech_seconds = sum(t.end - t.start for t in turns)
-    visible = float(speaking.sum()) * _sample_period(cfg)
+    visible = float(speaking.sum()) * sample_period(cfg)
     cooccurrence = min(1.0, visible / speech_seconds) if speech_seconds > 0 else 0.0
     evidence = PairEvidence(speaker, track.id, visible, cooccurrence, None)
     mouth = np.asarray(track.mouth_openness, dtype=np.float64)
@@ -261,7 +261,7 @@ def _link_turns(turns: list[SpeechTurn], tracks: list[FaceTrack], links: dict[st
         for track_id in links.get(turn.speaker, []):
             times = times_of[track_id]
             count = np.searchsorted(times, turn.end, side="left") - np.searchsorted(times, turn.start, side="left")
-            seconds = float(count) * _sample_period(cfg)
+            seconds = float(count) * sample_period(cfg)
             if seconds >= need and seconds > best_seconds:
                 best, best_seconds = track_id, seconds
         turn.track_id = best

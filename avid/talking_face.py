@@ -23,8 +23,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .config import Config
-from .label import pair_evidence
-from .types import EnergyTrack, FaceTrack, SpeechRegion, SpeechTurn, box_area
+from .label import pair_evidence, sample_period
+from .types import EnergyTrack, FaceTrack, SpeechRegion, SpeechTurn, median_sharpness, median_side
 from .vectors import unit_rows
 
 
@@ -45,8 +45,7 @@ class Candidate:
     @property
     def sharpness(self) -> Optional[float]:
         """Median faces.detect.sharpness of its detections (None when not measured)."""
-        values = [d.sharpness for t in self.tracks for d in t.detections if d.sharpness is not None]
-        return float(np.median(values)) if values else None
+        return median_sharpness([d for t in self.tracks for d in t.detections])
 
     @property
     def track_ids(self) -> list[int]:
@@ -92,7 +91,7 @@ class TrackChoice:
 
 def track_size(track: FaceTrack) -> float:
     """Median face box side (pixels) over the track."""
-    return float(np.median([np.sqrt(box_area(d.box)) for d in track.detections])) if track.detections else 0.0
+    return median_side(track.detections)
 
 
 def _same_face(a: FaceTrack, b: FaceTrack, threshold: float) -> bool:
@@ -115,7 +114,7 @@ def _group_faces(tracks: list[FaceTrack], threshold: float) -> list[list[FaceTra
 
 def _candidate(group: list[FaceTrack], turns: list[SpeechTurn], energy: Optional[EnergyTrack],
                cfg: Config) -> Candidate:
-    period = 1.0 / float(cfg.media.frame_rate)
+    period = sample_period(cfg)
     opts = cfg.association
     visible, mouth, talk, talking = 0.0, None, 0.0, False
     for track in group:
@@ -131,7 +130,7 @@ def _candidate(group: list[FaceTrack], turns: list[SpeechTurn], energy: Optional
             visible += len(track.detections) * period
     detections = [d for t in group for d in t.detections]
     candidate = Candidate(tracks=group, visible_seconds=visible,
-                          size=float(np.median([np.sqrt(box_area(d.box)) for d in detections])),
+                          size=median_side(detections),
                           probability=float(np.mean([d.probability for d in detections])),
                           mouth_score=mouth, talk_score=talk, talking=talking, with_speech=bool(turns))
     # Prominence on screen: time x face size (a face twice as large, or on screen twice as long, counts twice).

@@ -54,6 +54,17 @@ class FaceDetection:
     sharpness: Optional[float] = None         # faces.detect.sharpness: low for blurred faces
 
 
+def median_side(detections: list[FaceDetection]) -> float:
+    """Median face box side (pixels) of some detections; 0 for none."""
+    return float(np.median([np.sqrt(box_area(d.box)) for d in detections])) if detections else 0.0
+
+
+def median_sharpness(detections: list[FaceDetection]) -> Optional[float]:
+    """Median faces.detect.sharpness of some detections; None when none was measured."""
+    values = [d.sharpness for d in detections if d.sharpness is not None]
+    return float(np.median(values)) if values else None
+
+
 @dataclass
 class FaceTrack:
     """One face followed across frames: one person on screen for a stretch of time."""
@@ -74,8 +85,7 @@ class FaceTrack:
     @property
     def sharpness(self) -> Optional[float]:
         """Median sharpness of its detections (faces.detect.sharpness; None when not measured)."""
-        values = [d.sharpness for d in self.detections if d.sharpness is not None]
-        return float(np.median(values)) if values else None
+        return median_sharpness(self.detections)
 
     @property
     def mean_probability(self) -> float:
