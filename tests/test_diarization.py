@@ -108,6 +108,19 @@ def test_two_local_speakers_of_one_window_are_never_one_speaker(cfg):
     assert to_annotation(result.turns).get_overlap().duration() > 8.0
 
 
+def test_someone_who_only_talks_over_others_is_a_speaker_of_their_own(cfg):
+    """Speaker 2 is never heard alone, so the clustering never sees them; the network still tells them apart from
+    speaker 1 in each window, and that overlapped speech is labelled with both (it went to speaker 1 alone)."""
+    script = [(0.5, 29.5, 1), (6, 7.5, 2), (15, 16.5, 2), (24, 25.5, 2)]
+    result = diarize(*simulate(script, 30.0), cfg)
+    assert len({t.speaker for t in result.turns}) == 2
+    overlapped = to_annotation(result.turns).get_overlap()
+    assert overlapped.duration() == pytest.approx(4.5, abs=0.2)
+    assert score_der(reference_of(script), to_annotation(result.turns), collar=0, duration=30)["error_rate"] < 0.02
+    capped = diarize(*simulate(script, 30.0), cfg, max_speakers=1)   # no room for them: as before
+    assert {t.speaker for t in capped.turns} == {"spk0"}
+
+
 def test_one_voice_is_one_speaker(cfg):
     result = diarize(*simulate([(0, 10, 3), (11, 20, 3)], 21.0), cfg)
     assert {t.speaker for t in result.turns} == {"spk0"}

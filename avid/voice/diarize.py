@@ -11,7 +11,11 @@ frames where that speaker talks alone.
    window the same cluster (they are two people: the network told them apart). With the count estimated,
    clusters with less speech than ``min_speaker_seconds``, or less than ``min_speaker_share`` of all, are no
    speakers of their own: their windows join the nearest cluster that is.
-3. Reconstruct: each window's frames carry the clusters of its local speakers; the windows covering a frame
+3. With the count estimated, local speakers that the clustering never saw (heard alone for too short) and that
+   are left without a cluster (their window has more local speakers than there are clusters) are people who
+   only talk over others or briefly: they are clustered among themselves, again never two of one window
+   together, into new speakers (up to ``max_speakers``). Otherwise they share the nearest cluster.
+4. Reconstruct: each window's frames carry the clusters of its local speakers; the windows covering a frame
    average their votes, and the frame's speaker count (also voted by the windows, at most two) picks that many
    best clusters. Overlapped speech thus gets both speakers.
 
@@ -111,30 +115,64 @@ def _speech_seconds(segmentation: LocalSpeakers, windows: list[VoiceWindow], ass
 
 def _absorb_small_speakers(segmentation, windows, embeddings, train, labels, assigned, dcfg, min_count: int):
     """Clusters with less speech than min_speaker_seconds (or min_speaker_share of all speech) are no speakers
-    of their own (laughter, a cough, overlapped speech): their windows join the nearest speaker that is."""
+    of their own (laughter, a cough, overlapped speech): their members join the nearest speaker that is. Returns
+    the new labels of the clustered embeddings."""
     speech = _speech_seconds(segmentation, windows, assigned, labels.max() + 1)
     need = max(float(dcfg.min_speaker_seconds), float(dcfg.min_speaker_share) * float(speech.sum()))
     large = np.flatnonzero(speech >= need)
     if len(large) == len(speech) or len(large) < max(1, min_count):
-        return labels, assigned
+        return labels
     centroids = _centroids(embeddings[train], labels, labels.max() + 1)[large]
-    labels = (embeddings[train] @ centroids.T).argmax(1)
-    return labels, _assign(windows, embeddings, centroids)
+    return (embeddings[train] @ centroids.T).argmax(1)
 
 
-def _assign(windows: list[VoiceWindow], embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+def _by_chunk(windows: list[VoiceWindow], members) -> list[np.ndarray]:
+    """``members`` (window indices) grouped by the segmentation window they belong to."""
+    groups: dict[int, list[int]] = {}
+    for i in members:
+        groups.setdefault(windows[i].chunk, []).append(i)
+    return [np.asarray(group) for group in groups.values()]
+
+
+def _assign(windows: list[VoiceWindow], embeddings: np.ndarray, centroids: np.ndarray,
+            leave_unassigned: bool = False) -> np.ndarray:
     """Cluster of every window: within each segmentation window, distinct clusters for distinct local speakers
-    (the most similar overall assignment), as far as there are clusters to go round."""
+    (the most similar overall assignment). Where a window has more local speakers than there are clusters, the
+    ones left over get -1 with ``leave_unassigned``, else their most similar cluster."""
     similarity = embeddings @ centroids.T
     labels = similarity.argmax(1)
-    by_chunk: dict[int, list[int]] = {}
-    for i, window in enumerate(windows):
-        by_chunk.setdefault(window.chunk, []).append(i)
-    for members in by_chunk.values():
-        if 1 < len(members) <= len(centroids):
+    for members in _by_chunk(windows, range(len(windows))):
+        if len(members) > 1:
             rows, cols = linear_sum_assignment(-similarity[members])
-            labels[np.asarray(members)[rows]] = cols
+            if leave_unassigned:
+                labels[members] = -1
+            labels[members[rows]] = cols
     return labels
+
+
+def _new_speakers(windows: list[VoiceWindow], embeddings: np.ndarray, assigned: np.ndarray, cfg, first: int,
+                  room: int) -> np.ndarray:
+    """Unassigned local speakers (-1) clustered among themselves into at most ``room`` new speakers, numbered
+    from ``first``; two of one window are never put together. Those beyond ``room`` stay -1."""
+    orphans = np.flatnonzero(assigned < 0)
+    if not len(orphans) or room < 1:
+        return assigned
+    labels = cluster_embeddings(embeddings[orphans], cfg, max_speakers=len(orphans))
+    next_label = labels.max() + 1
+    taken: set[tuple[int, int]] = set()
+    for position, i in enumerate(orphans):   # a second orphan of one window in one new cluster gets its own
+        key = (windows[i].chunk, int(labels[position]))
+        if key in taken:
+            labels[position] = next_label
+            next_label += 1
+            key = (windows[i].chunk, int(labels[position]))
+        taken.add(key)
+    order = np.argsort(-np.bincount(labels, weights=[windows[i].clean_seconds + 1e-3 for i in orphans]),
+                       kind="stable")[:room]            # the new speakers heard most, as far as there is room
+    number = {int(label): first + rank for rank, label in enumerate(order)}
+    out = assigned.copy()
+    out[orphans] = [number.get(int(label), -1) for label in labels]
+    return out
 
 
 def diarize(segmentation: LocalSpeakers, windows: list[VoiceWindow], cfg, num_speakers: int | None = None,
@@ -153,10 +191,20 @@ def diarize(segmentation: LocalSpeakers, windows: list[VoiceWindow], cfg, num_sp
     if len(train) < 2:
         train = np.arange(len(windows))
     labels = cluster_embeddings(embeddings[train], cfg, num_speakers, min_speakers, max_speakers)
-    assigned = _assign(windows, embeddings, _centroids(embeddings[train], labels, labels.max() + 1))
+    centroids = _centroids(embeddings[train], labels, labels.max() + 1)
+    assigned = _assign(windows, embeddings, centroids)
     if num_speakers is None:
-        labels, assigned = _absorb_small_speakers(segmentation, windows, embeddings, train, labels, assigned,
-                                                  dcfg, min_speakers or 1)
+        labels = _absorb_small_speakers(segmentation, windows, embeddings, train, labels, assigned, dcfg,
+                                        min_speakers or 1)
+        centroids = _centroids(embeddings[train], labels, labels.max() + 1)
+        assigned = _assign(windows, embeddings, centroids, leave_unassigned=True)
+        nearest = (embeddings @ centroids.T).argmax(1)
+        unseen = np.ones(len(windows), dtype=bool)
+        unseen[train] = False                     # the clustering judged these (small speakers absorbed)
+        assigned[~unseen & (assigned < 0)] = nearest[~unseen & (assigned < 0)]
+        room = min(max_speakers or int(dcfg.max_speakers), int(dcfg.max_speakers)) - len(centroids)
+        assigned = _new_speakers(windows, embeddings, assigned, cfg, len(centroids), room)
+        assigned[assigned < 0] = nearest[assigned < 0]   # no room for more speakers: the nearest one
     k = int(max(labels.max(), assigned.max())) + 1
 
     # Reconstruction: per window and frame, which clusters talk; averaged over the windows covering each frame.
