@@ -284,3 +284,40 @@ def test_telephone_stereo_with_one_speaker_per_channel(shared_data, cfg, encoder
     assert len({turn.speaker for turn in turns}) == 2
     # Half the bandwidth of the 16 kHz version above: a little less exact at the turn boundaries (10.5% measured).
     assert score_der(reference, to_annotation(turns, "call"), collar=0.5, duration=t)["error_rate"] < 0.15
+
+
+def test_music_alone_is_no_speech(cfg, encoder):
+    """Plucked notes with harmonics and a beat (music, no voice): no speech region, no speaker."""
+    rng = np.random.default_rng(0)
+    t = np.arange(30 * SR) / SR
+    music = np.zeros_like(t)
+    for k in range(60):
+        start, end = k * SR // 2, (k + 1) * SR // 2
+        pitch = rng.choice([220, 247, 262, 294, 330, 349, 392, 440])
+        envelope = np.exp(-np.arange(end - start) / SR * 4)
+        for harmonic in range(1, 5):
+            music[start:end] += envelope * np.sin(2 * np.pi * pitch * harmonic * t[start:end]) / harmonic
+        music[start:start + 800] += rng.standard_normal(800) * np.exp(-np.arange(800) / 200)   # the beat
+    regions, analysis = analyse_speech([(music / np.abs(music).max() * 0.5).astype(np.float32)], cfg, encoder)
+    assert regions == []
+    assert diarize(analysis.segmentation, analysis.windows, cfg).turns == []
+
+
+def test_three_people_at_once_are_at_most_two_at_a_time(shared_data, cfg, encoder):
+    """Three voices alone in turn, then all three together for 6 s: three speakers, never more than two reported
+    at one instant (what segmentation-3.0 can tell apart), and the crowded stretch is still speech."""
+    folder = shared_data / "voices" / "librispeech_train-clean-100"
+    voices = [load_audio(folder / f"{name}-0000.flac") for name in ("103-1240", "1040-133433", "1069-133699")]
+    audio = np.zeros(30 * SR, np.float32)
+    for i, source in enumerate(voices):
+        audio[6 * i * SR:6 * (i + 1) * SR] += source[:6 * SR]
+        audio[18 * SR:24 * SR] += source[6 * SR:12 * SR] / 2
+    audio[24 * SR:] += voices[1][6 * SR:12 * SR]
+    _, analysis = analyse_speech([audio], cfg, encoder)
+    turns = diarize(analysis.segmentation, analysis.windows, cfg).turns
+    assert len({turn.speaker for turn in turns}) == 3
+    times = np.arange(0, 30, 0.01)
+    talking = sum(((times >= turn.start) & (times < turn.end)).astype(int) for turn in turns)
+    assert talking.max() == 2
+    crowded = (times >= 18) & (times < 24)
+    assert (talking[crowded] > 0).mean() > 0.9
