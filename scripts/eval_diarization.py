@@ -7,8 +7,9 @@ boundary) and collar 0. The AMI overlap line says how much of the time with two 
 labelled with two or more, and how much of the time labelled so really has them.
 ``--oracle`` adds a column with the reference speaker count given to the clustering. ``--ceilings`` splits the
 error by cause: it scores the reference labels inside the speech avid detected (perfect labelling, overlap
-included: the error the speech detection alone leaves) and the same with one speaker at a time (the best any
-labelling without overlap detection could do there). The AMI set is summarised two ways: pyannote's corpus DER
+included: the error the speech detection alone leaves), the same with at most as many speakers at once as avid
+labels there (count-only: what its speech detection and its count of simultaneous speakers leave), and with one
+speaker at a time (the best any labelling without overlap detection could do there). The AMI set is summarised two ways: pyannote's corpus DER
 (all errors over all reference speech, ``abs(metric)``) and the plain mean of the per-file rates (which two
 excerpts with under 4 s of speech dominate).
 
@@ -56,7 +57,8 @@ def main() -> int:
     cfg = load_config(args.config)
     encoder = get_voice_encoder(cfg)
     overlap = np.zeros(3)   # reference time with 2+ speakers, of it labelled with 2+, hypothesis time with 2+
-    modes = ["auto"] + (["oracle"] if args.oracle else []) + (["vad-only", "no-overlap"] if args.ceilings else [])
+    modes = ["auto"] + (["oracle"] if args.oracle else []) + (["vad-only", "count-only", "no-overlap"]
+                                                              if args.ceilings else [])
     totals = {(mode, collar): np.zeros(4) for mode in modes for collar in COLLARS}   # missed, fa, confusion, total
     per_file = {(mode, collar): [] for mode in modes for collar in COLLARS}
 
@@ -73,9 +75,10 @@ def main() -> int:
         row = f"{uri:8s} {len(reference.labels()):3d}"
         cells = ""
         for mode in modes:
-            if mode in ("vad-only", "no-overlap"):   # the auto run's speech, labelled from the reference
-                speech = to_annotation(auto_turns, uri).get_timeline()
-                hypothesis = oracle_labels(reference, speech, overlap=mode == "vad-only")
+            if mode in ("vad-only", "count-only", "no-overlap"):   # the auto run's speech, labelled from the reference
+                auto = to_annotation(auto_turns, uri)
+                hypothesis = oracle_labels(reference, auto.get_timeline(), overlap=mode != "no-overlap",
+                                           counts=auto if mode == "count-only" else None)
             else:
                 count = len(reference.labels()) if mode == "oracle" else None
                 turns = diarize_file(path, cfg, encoder=encoder, num_speakers=count)

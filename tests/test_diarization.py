@@ -224,6 +224,12 @@ def test_oracle_labels_split_the_error_by_cause():
     assert single.label_timeline("A").support().duration() == pytest.approx(8.0, abs=0.02)   # A began first
     assert single.label_timeline("B").support().duration() == pytest.approx(2.0, abs=0.02)   # 10-12 only
     assert score_der(reference, single, collar=0, duration=20)["missed"] == pytest.approx(8.0, abs=0.05)   # + B's 6-10
+    system = Annotation(uri="f")               # a system that hears two people only over 8-10
+    system[Segment(2, 12), "x"] = "x"
+    system[Segment(8, 10), "y"] = "y"
+    counted = oracle_labels(reference, speech, counts=system)
+    assert counted.label_timeline("B").support().duration() == pytest.approx(4.0, abs=0.02)   # 8-12
+    assert score_der(reference, counted, collar=0, duration=20)["missed"] == pytest.approx(6.0, abs=0.05)  # + B 6-8
     assert len(oracle_labels(reference, Timeline([Segment(20, 25)]))) == 0
 
 

@@ -18,6 +18,7 @@ from pyannote.metrics.identification import IdentificationErrorRate
 from ..errors import AvidError
 from ..types import SpeechTurn
 from ..voice.diarize import to_annotation
+from ..voice.speech import true_runs
 
 
 def read_rttm(path: str | Path) -> dict[str, Annotation]:
@@ -92,30 +93,37 @@ def score_der(reference: Annotation, hypothesis: Annotation, collar: float = 0.5
     return _summary(metric(reference, hypothesis, detailed=True, uem=_uem(duration)), "diarization error rate")
 
 
-def oracle_labels(reference: Annotation, speech: Timeline, overlap: bool = True, step: float = 0.01) -> Annotation:
+def oracle_labels(reference: Annotation, speech: Timeline, overlap: bool = True, step: float = 0.01,
+                  counts: Annotation | None = None) -> Annotation:
     """The reference speakers inside ``speech`` (a system's detected speech): what that system would output if it
     labelled every instant of its speech perfectly. Scoring it against the reference measures the error that the
     speech detection alone leaves. With ``overlap=False`` only one speaker is kept at each instant (the one whose
-    turn began first), the best a system without overlap detection can do there.
+    turn began first), the best a system without overlap detection can do there; with ``counts`` (a system's
+    output) at most as many as that output has talking at each instant, the best a system can do with its
+    speech detection and its count of simultaneous speakers.
     """
     cropped = reference.crop(speech.support(), mode="intersection")
-    if overlap:
+    if overlap and counts is None:
         return cropped
     single = Annotation(uri=reference.uri)
     turns = sorted(cropped.itertracks(yield_label=True), key=lambda item: item[0].start)
     if not turns:
         return single
-    names = sorted(cropped.labels())
     times = np.arange(0.0, max(segment.end for segment, _, _ in turns), step) + step / 2
-    speaker = np.full(len(times), -1)
-    for segment, _, label in reversed(turns):   # the earliest turn is written last, so it wins where turns overlap
-        speaker[(times >= segment.start) & (times < segment.end)] = names.index(label)
-    edges = np.flatnonzero(np.diff(speaker)) + 1
-    for first, end in zip(np.r_[0, edges], np.r_[edges, len(speaker)]):
-        if speaker[first] >= 0:
-            segment = Segment(first * step, end * step)
-            single[segment, single.new_track(segment)] = names[speaker[first]]
-    return single
+    most = np.ones(len(times), dtype=int)
+    if counts is not None:
+        most = sum(((times >= segment.start) & (times < segment.end)).astype(int)
+                   for segment, _ in counts.itertracks()) + np.zeros(len(times), dtype=int)
+        if not overlap:
+            most = np.minimum(most, 1)
+    taken = np.zeros(len(times), dtype=int)
+    for segment, _, label in turns:             # earliest turns first: they keep the instants they share
+        inside = (times >= segment.start) & (times < segment.end) & (taken < most)
+        taken += inside
+        for first, end in true_runs(inside):
+            part = Segment(first * step, end * step)
+            single[part, single.new_track(part)] = label
+    return single.support()
 
 
 def score_identification(reference: Annotation, hypothesis: Annotation, collar: float = 0.5,
