@@ -135,11 +135,16 @@ class Transcriber:
             audio = tape.read(start, end)
             if audio.size < tape.sample_rate * 0.1:
                 continue
-            segments, info = self.model.transcribe(
-                audio, language=transcript.language, beam_size=int(opts.beam_size), word_timestamps=True,
-                vad_filter=False, condition_on_previous_text=False, without_timestamps=False)
+            segments, info = self._decode(audio, transcript.language)
             if transcript.language is None:       # a multilingual model: detected once, on the first speech
                 transcript.language = info.language
+            if any(self._loops(segment) for segment in segments):
+                # Whisper's own fallback, which its compression test misses in a short segment: decode again
+                # at a temperature (seeded, so that a rerun gives the same words).
+                import ctranslate2
+
+                ctranslate2.set_random_seed(0)
+                segments = self._decode(audio, transcript.language, float(opts.retry_temperature))[0]
             for segment in segments:
                 if self._unsure(segment):
                     transcript.dropped_seconds += segment.end - segment.start
@@ -153,9 +158,27 @@ class Transcriber:
             transcript.warnings.append(f"most of the speech was not transcribed: the model was unsure of it{english}")
         return transcript
 
+    def _decode(self, audio: np.ndarray, language: Optional[str], temperature: float = 0.0):
+        """Whisper's segments (a list) of one stretch, and the model's info."""
+        segments, info = self.model.transcribe(
+            audio, language=language, beam_size=int(self.opts.beam_size), word_timestamps=True, vad_filter=False,
+            condition_on_previous_text=False, without_timestamps=False, temperature=temperature)
+        return list(segments), info
+
+    def _loops(self, segment) -> bool:
+        """A repetition loop: one word more than ``transcribe.max_word_repeats`` times in a row."""
+        run, previous = 0, None
+        for word in segment.words or []:
+            text = word.word.strip(" .,!?;:").lower()
+            run = run + 1 if text and text == previous else 1
+            previous = text
+            if run > int(self.opts.max_word_repeats):
+                return True
+        return False
+
     def _unsure(self, segment) -> bool:
         opts = self.opts
-        if segment.compression_ratio > float(opts.max_compression_ratio):
+        if segment.compression_ratio > float(opts.max_compression_ratio) or self._loops(segment):
             return True                      # repetition loops
         if segment.avg_logprob < float(opts.min_avg_logprob):
             return True
