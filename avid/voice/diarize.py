@@ -214,9 +214,7 @@ def diarize(segmentation: LocalSpeakers, windows: list[VoiceWindow], cfg, num_sp
         column = segmentation.probabilities[window.chunk, :, window.local_speaker].astype(np.float32)
         clustered[window.chunk, :, cluster] = np.maximum(clustered[window.chunk, :, cluster], column)
     scores = segmentation.aggregate(clustered)
-    threshold = cfg.voice.segmentation.overlap_threshold
-    count = np.minimum(segmentation.speaker_count(int(dcfg.max_simultaneous),
-                                                  None if threshold is None else float(threshold)), k)
+    count = np.minimum(segmentation.counts(cfg, int(dcfg.max_simultaneous)), k)
     ranked = np.argsort(-scores, axis=1)
     active = np.zeros_like(scores, dtype=bool)
     rows = np.arange(len(scores))

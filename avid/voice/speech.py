@@ -35,6 +35,7 @@ class LocalSpeakers:
     activity: np.ndarray            # (C, F, S) uint8 hard decisions
     probabilities: np.ndarray       # (C, F, S) float16: each local speaker's probability of talking
     overlap: np.ndarray             # (C, F) float16: probability that two speakers talk at once
+    speech: np.ndarray              # (C, F) float16: probability that anyone talks
     frame_start: float
     frame_step: float
     frame_duration: float
@@ -73,18 +74,34 @@ class LocalSpeakers:
         shape = (-1,) + (1,) * (values.ndim - 2)
         return np.where(cover.reshape(shape) > 0, total / np.maximum(cover, 1).reshape(shape), 0.0)
 
-    def speaker_count(self, max_count: int = 2, overlap_threshold: float | None = None) -> np.ndarray:
-        """How many speakers talk in each common-grid frame: the windows' mean count, rounded (pyannote's rule).
+    def speaker_count(self, max_count: int = 2, speech_threshold: float | None = None,
+                      overlap_threshold: float | None = None) -> np.ndarray:
+        """How many speakers talk in each common-grid frame (0, 1 or 2).
 
-        With ``overlap_threshold``, a speech frame counts two speakers where the windows' mean probability of
-        overlap reaches it instead (the hard rule needs two of them most likely in most windows).
+        Without thresholds, pyannote's rule: the windows' mean of their hard counts (each window's most likely
+        class), rounded. With ``speech_threshold``, a frame is speech where the windows' mean probability that
+        anyone talks reaches it; with ``overlap_threshold``, a speech frame has two speakers where their mean
+        probability of two at once reaches it (at 0.5 each, the more likely answer: with only two windows over a
+        frame, the rounded hard votes drop a frame that one of them hears and keep one that both barely do).
         """
-        counts = self.aggregate(self.activity.sum(axis=2, keepdims=True).astype(np.float32))[:, 0]
-        counts = np.minimum(np.rint(counts).astype(int), max_count)
-        if overlap_threshold is not None and max_count >= 2:
-            overlapped = self.aggregate(self.overlap[:, :, None].astype(np.float32))[:, 0] >= overlap_threshold
-            counts = np.where(counts > 0, np.where(overlapped, 2, np.minimum(counts, 1)), 0)
-        return counts
+        hard = np.rint(self.aggregate(self.activity.sum(axis=2, keepdims=True).astype(np.float32))[:, 0])
+        speaking = hard > 0
+        if speech_threshold is not None:
+            speaking = self.aggregate(self.speech[:, :, None].astype(np.float32))[:, 0] >= speech_threshold
+        two = hard >= 2
+        if overlap_threshold is not None:
+            two = self.aggregate(self.overlap[:, :, None].astype(np.float32))[:, 0] >= overlap_threshold
+        return np.where(speaking, np.where(two & (max_count >= 2), 2, 1), 0).astype(int)
+
+    def counts(self, cfg, max_count: int = 2) -> np.ndarray:
+        """``speaker_count`` with the configured thresholds (voice.segmentation)."""
+        settings = cfg.voice.segmentation
+        return self.speaker_count(max_count, _optional(settings.speech_threshold),
+                                  _optional(settings.overlap_threshold))
+
+
+def _optional(value) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass
@@ -136,6 +153,7 @@ class LocalSpeakerAnalyzer:
         self._activity: list[np.ndarray] = []
         self._probabilities: list[np.ndarray] = []
         self._overlap: list[np.ndarray] = []
+        self._speech: list[np.ndarray] = []
         self._windows: list[VoiceWindow] = []
 
     def feed(self, chunk: np.ndarray) -> None:
@@ -166,6 +184,7 @@ class LocalSpeakerAnalyzer:
         segmentation = LocalSpeakers(starts=np.asarray(self._starts, dtype=np.float64), activity=activity,
                                      probabilities=np.stack(self._probabilities).astype(np.float16),
                                      overlap=np.stack(self._overlap).astype(np.float16),
+                                     speech=np.stack(self._speech).astype(np.float16),
                                      frame_start=model.frame_start, frame_step=model.frame_step,
                                      frame_duration=model.frame_duration, window_seconds=self.window,
                                      duration=duration)
@@ -189,13 +208,16 @@ class LocalSpeakerAnalyzer:
             log_probs = self.model.log_probs(batch)
         activity = to_multilabel(log_probs, self.model.powerset).astype(np.uint8)
         probabilities = speaker_probabilities(log_probs, self.model.powerset)
-        overlap = np.exp(log_probs) @ (self.model.powerset.sum(axis=1) >= 2).astype(np.float32)
+        sizes = self.model.powerset.sum(axis=1)
+        overlap = np.exp(log_probs) @ (sizes >= 2).astype(np.float32)
+        speech = np.exp(log_probs) @ (sizes >= 1).astype(np.float32)
         self._embed(starts, audio, activity)
-        for start, act, prob, over in zip(starts, activity, probabilities, overlap):
+        for start, act, prob, over, talk in zip(starts, activity, probabilities, overlap, speech):
             self._starts.append(start / self.sample_rate)
             self._activity.append(act)
             self._probabilities.append(prob.astype(np.float16))
             self._overlap.append(over.astype(np.float16))
+            self._speech.append(talk.astype(np.float16))
         keep_from = max(0, self._next_start - self._buffer_start)
         self._buffer = self._buffer[keep_from:]
         self._buffer_start += keep_from
@@ -248,7 +270,7 @@ def speech_regions(segmentation: LocalSpeakers, cfg) -> list[SpeechRegion]:
     settings = cfg.voice.segmentation
     if len(segmentation.starts) == 0:
         return []
-    speaking = segmentation.speaker_count() > 0
+    speaking = segmentation.counts(cfg) > 0
     bridged: list[list[int]] = []
     for first, end in true_runs(speaking):
         if bridged and (first - bridged[-1][1]) * segmentation.frame_step < float(settings.min_silence_seconds):
