@@ -329,3 +329,27 @@ def test_three_people_at_once_are_at_most_two_at_a_time(shared_data, cfg, encode
     assert talking.max() == 2
     crowded = (times >= 18) & (times < 24)
     assert (talking[crowded] > 0).mean() > 0.9
+
+
+def test_a_frame_is_speech_where_the_windows_find_it_more_likely_than_not():
+    """Two windows over the same frames, one sure of a speaker (0.9), the other not (0.3): the mean probability,
+    0.6, makes them speech; pyannote's rounded mean of hard counts (1 and 0: 0.5 rounds to 0) drops them. Two
+    speakers at once likewise by the mean probability of overlap."""
+    frames, step = 100, 0.05
+    activity = np.zeros((2, frames, 3), dtype=np.uint8)
+    activity[0, 50:, 0] = 1                                  # window 0 hears speaker 0 over its second half
+    speech = np.zeros((2, frames), dtype=np.float16)
+    speech[0, 50:], speech[1, :50] = 0.9, 0.3                # the same 2.5 s, seen by both windows
+    overlap = np.zeros((2, frames), dtype=np.float16)
+    overlap[0, 60:70], overlap[1, 10:20] = 0.7, 0.4          # 0.55 on average over 0.5 s
+    segmentation = LocalSpeakers(starts=np.array([0.0, 2.5]), activity=activity,
+                                 probabilities=activity.astype(np.float16), overlap=overlap, speech=speech,
+                                 frame_start=0.0, frame_step=step, frame_duration=step, window_seconds=5.0,
+                                 duration=7.5)
+    shared = slice(50, 100)                                  # common-grid frames both windows cover
+    assert (segmentation.speaker_count()[shared] == 0).all()
+    counts = segmentation.speaker_count(2, speech_threshold=0.5, overlap_threshold=0.5)
+    assert (counts[shared] >= 1).all() and (counts[60:70] == 2).all() and (counts[shared] == 2).sum() == 10
+    assert (segmentation.speaker_count(1, 0.5, 0.5)[shared] == 1).all()
+    cfg = load_config(overrides={"voice": {"segmentation": {"speech_threshold": 0.7}}})
+    assert (segmentation.counts(cfg)[shared] == 0).all()
