@@ -144,6 +144,9 @@ def test_rttm_has_ten_fields_and_names(tmp_path, short_video):
     assert float(fields[2][3]) == pytest.approx(1.9) and float(fields[2][4]) == pytest.approx(0.85)
     annotation = load_rttm(path)["talk"]   # pyannote reads it back
     assert annotation.label_duration("Eileen_Collins") == pytest.approx(1.75)
+    from avid.evaluation.diarization import write_rttm as pyannote_rttm   # and writes the same lines
+    pyannote_rttm(_result(short_video).turns, tmp_path / "b.rttm", uri="talk", use_names=True)
+    assert (tmp_path / "b.rttm").read_text() == path.read_text()
 
 
 def test_srt_cues_parse_back_in_order(tmp_path, short_video):
