@@ -229,12 +229,15 @@ class Segment:
     """One stretch of speech: ``audio`` (float32 mono at the video's sample rate) said by ``speaker``.
 
     ``speaker`` indexes the ``people`` of ``write_talking_video``; None is an off-screen voice. ``start`` in
-    seconds; None starts it a short gap after the previous segment ends.
+    seconds; None starts it a short gap after the previous segment ends. A segment that is not ``heard`` only
+    moves the speaker's mouth (someone mouthing words, or talking with the sound switched to someone else): it is
+    not in the soundtrack.
     """
 
     audio: np.ndarray
     speaker: int | None = 0
     start: float | None = None
+    heard: bool = True
 
 
 @dataclass
@@ -333,7 +336,8 @@ def write_talking_video(path: str | Path, segments: Sequence[Segment], people: S
                 k = int((t - start) * fps)
                 if 0 <= k < envelope.size and segment.speaker is not None:
                     openings[segment.speaker] = max(openings[segment.speaker], float(envelope[k]))
-                    on_screen = segment.speaker
+                    if segment.heard:
+                        on_screen = segment.speaker
             canvas = background.copy()
             shown = range(len(people)) if both_on_screen else ([] if on_screen is None else [on_screen])
             _draw_people(canvas, people, animators, openings, list(shown), t)
@@ -368,6 +372,8 @@ def _mix(timeline, begin: int, end: int, sample_rate: int) -> np.ndarray:
     """The soundtrack's samples [begin, end): the sum of every segment that overlaps them."""
     out = np.zeros(end - begin, dtype=np.float32)
     for _, segment, first in timeline:
+        if not segment.heard:
+            continue
         lo, hi = max(begin, first), min(end, first + segment.audio.size)
         if lo < hi:
             out[lo - begin:hi - begin] += segment.audio[lo - first:hi - first]
