@@ -65,7 +65,7 @@ def to_dict(result: LabelResult, cfg: Config | None = None) -> dict:
         "media": asdict(result.media),
         "turns": [{"start": round(t.start, 3), "end": round(t.end, 3), "speaker": t.speaker, "name": t.name,
                    "score": None if t.score is None else round(float(t.score), 4), "track_id": t.track_id,
-                   "overlap": t.overlap, **({"text": text} if result.words else {})}
+                   "overlap": t.overlap, "lip_sync": t.lip_sync, **({"text": text} if result.words else {})}
                   for t, text in zip(turns, texts)],
         "words": [{"start": round(w.start, 3), "end": round(w.end, 3), "text": w.text.strip(),
                    "speaker": w.speaker, "name": w.name, "probability": w.probability} for w in result.words],
@@ -83,7 +83,9 @@ def _track_dict(track: FaceTrack, result: LabelResult, cfg: Config, speaker_of_t
             "visible": [[round(start, 3), round(end, 3)] for start, end in visible],
             "visible_seconds": round(sum(end - start for start, end in visible), 3),
             "n_detections": len(track.detections), "mean_probability": round(track.mean_probability, 4),
-            "name": result.track_names.get(track.id), "speaker": speaker_of_track.get(track.id)}
+            "name": result.track_names.get(track.id), "speaker": speaker_of_track.get(track.id),
+            # where the face is at each sampled time, to draw it: [time, x1, y1, x2, y2] in video pixels
+            "boxes": [[round(d.time, 3)] + [round(float(v), 1) for v in d.box] for d in track.detections]}
 
 
 def write_json(result: LabelResult, path: str | Path, cfg: Config | None = None) -> Path:

@@ -398,6 +398,24 @@ def _join_adjacent(turns: list[SpeechTurn], gap: float) -> list[SpeechTurn]:
     return joined
 
 
+def _with_the_lips(path, result: IngestResult, turns: list[SpeechTurn], links: dict[str, list[int]],
+                   warnings: list[str], cfg: Config) -> tuple[list[SpeechTurn], dict[str, list[int]]]:
+    """Where two faces share the screen during speech, the mouths in time with the sound decide the links and
+    cut the turns (avid.active_speaker); elsewhere, and with no such stretch, the audio's turns stay."""
+    from .active_speaker import fuse, lip_sync, relink, turn_sync
+
+    sync = lip_sync(path, result.media, result.face_tracks, result.speech_regions, result.energy, cfg)
+    if sync is None or not sync.scores:
+        return turns, links
+    links = relink(turns, links, sync, cfg)
+    turns, links = fuse(turns, links, sync, cfg)
+    _link_turns(turns, result.face_tracks, links, cfg)
+    turn_sync(turns, sync)
+    if not any(turn.lip_sync is not None and turn.lip_sync >= float(cfg.active_speaker.min_sync) for turn in turns):
+        warnings.append("faces share the screen but no mouth moves in time with the speech: turns from the audio")
+    return turns, links
+
+
 def label_recording(path: str | Path, cfg: Config, gallery=None, num_speakers: Optional[int] = None,
                     min_speakers: Optional[int] = None, max_speakers: Optional[int] = None,
                     enroll_unknown: bool = False, ingest: Optional[IngestResult] = None,
@@ -437,6 +455,7 @@ def label_recording(path: str | Path, cfg: Config, gallery=None, num_speakers: O
             voices.setdefault(kept, []).extend(voices.pop(absorbed, []))
         if association.merged:
             turns = _join_adjacent(turns, float(cfg.diarization.merge_gap_seconds))
+        turns, links = _with_the_lips(path, result, turns, links, labelled.warnings, cfg)
     labelled.turns = sorted(turns, key=lambda t: (t.start, t.end))
     labelled.speakers = name_speakers(labelled.turns, voices, result.face_tracks, links, cfg,
                                       gallery=gallery, enroll_unknown=enroll_unknown, source=str(path),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import av
 import numpy as np
@@ -102,8 +102,10 @@ def _duration(container, video, audio) -> float:
     return max(ends)
 
 
-def iter_frames(path: str | Path, fps: float, max_side: int | None = None, threads: int = 0) -> Iterator[Frame]:
-    """Yield RGB frames sampled at ``fps`` with their presentation times.
+def iter_frames(path: str | Path, fps: float, max_side: int | None = None, threads: int = 0, gray: bool = False,
+                within: Sequence[tuple[float, float]] | None = None) -> Iterator[Frame]:
+    """Yield RGB frames (grey levels with ``gray``) sampled at ``fps`` with their presentation times; with
+    ``within``, only the frames inside those (start, end) stretches.
 
     Every frame is decoded (H.264 needs them), but only the sampled ones are converted to RGB, and they are
     scaled in FFmpeg (cheap) so that their longer side is at most ``max_side``. ``Frame.scale`` maps the
@@ -133,12 +135,14 @@ def iter_frames(path: str | Path, fps: float, max_side: int | None = None, threa
                 last_time = t
                 if next_time is not None and t + 1e-6 < next_time:
                     continue
+                if within is not None and not any(a <= t < b for a, b in within):
+                    continue
                 scale = 1.0
                 width, height = frame.width, frame.height
                 if max_side and max(width, height) > max_side:
                     scale = max(width, height) / max_side
                     width, height = round(width / scale) // 2 * 2, round(height / scale) // 2 * 2
-                image = frame.to_ndarray(format="rgb24", width=width, height=height)
+                image = frame.to_ndarray(format="gray" if gray else "rgb24", width=width, height=height)
                 yield Frame(index=index, time=t, image=image, scale=frame.width / width)
                 index += 1
                 # Stay on the fps grid from the first frame; after a gap in the video, restart the grid.

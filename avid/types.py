@@ -163,6 +163,7 @@ class SpeechTurn:
     track_id: Optional[int] = None   # the face track that is speaking, if any is visible
     name: Optional[str] = None       # the identified person, or "unknown-N"
     score: Optional[float] = None
+    lip_sync: Optional[float] = None  # how much in time with the sound the face's mouth moved (avid.active_speaker)
 
 
 @dataclass

@@ -64,16 +64,18 @@ def test_json_schema(tmp_path, short_video):
     assert document["schema"] == "avid.label" and document["version"] == export.JSON_SCHEMA_VERSION
     assert document["media"]["has_audio"] and document["media"]["duration"] == pytest.approx(3.0, abs=0.1)
     assert [t["start"] for t in document["turns"]] == [0.5, 1.2, 1.9]
-    assert set(document["turns"][0]) == {"start", "end", "speaker", "name", "score", "track_id", "overlap"}
+    assert set(document["turns"][0]) == {"start", "end", "speaker", "name", "score", "track_id", "overlap", "lip_sync"}
     assert document["turns"][1]["overlap"] is True and document["turns"][1]["track_id"] is None
     people = {p["name"]: p for p in document["people"]}
     assert people["Eileen Collins"]["speech_seconds"] == pytest.approx(1.75)
     assert people["Eileen Collins"]["n_turns"] == 2 and people["Eileen Collins"]["track_ids"] == [7]
     assert people["unknown 1"]["known"] is False
     # Seen every sample from 0 to 2.8 s: on screen 0-3 s (the last sample stands for 0.2 s, up to the media's end).
-    assert document["face_tracks"] == [{"id": 7, "start": 0.0, "end": 2.8, "visible": [[0.0, 3.0]],
-                                        "visible_seconds": 3.0, "n_detections": 15, "mean_probability": 0.99,
-                                        "name": "Eileen Collins", "speaker": "spk0"}]
+    (track,) = document["face_tracks"]
+    boxes = track.pop("boxes")
+    assert track == {"id": 7, "start": 0.0, "end": 2.8, "visible": [[0.0, 3.0]], "visible_seconds": 3.0,
+                     "n_detections": 15, "mean_probability": 0.99, "name": "Eileen Collins", "speaker": "spk0"}
+    assert len(boxes) == 15 and boxes[1] == [0.2, 100.0, 40.0, 220.0, 180.0]   # each sampled time, to draw
 
 
 def _track(times, track_id: int = 7) -> FaceTrack:
