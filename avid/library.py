@@ -349,6 +349,20 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _worker_count(requested: int, max_auto: int, on_this_machine: bool = True) -> int:
+    """``requested`` workers (0: one per core, at most ``max_auto``); on this machine never more than its cores,
+    with a warning: each worker holds its own models (about 1 GB), and more than the cores only wait on each other."""
+    if requested < 0:
+        raise AvidError(f"--workers must be 0 (automatic) or more, got {requested}")
+    cores = _cores()
+    if not requested:
+        return max(1, min(cores, max_auto))
+    if on_this_machine and requested > cores:
+        log.warning("--workers %d is more than the %d CPU cores here; using %d", requested, cores, cores)
+        return cores
+    return requested
+
+
 def _threads_per_worker(workers: int) -> int:
     return max(1, _cores() // workers)
 
@@ -529,9 +543,9 @@ def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: C
     lcfg = cfg.library
     db_path = Path(db_path).expanduser()
     paths = [str(p) for p in expand_inputs([str(i) for i in inputs])]
-    workers = workers or lcfg.workers or max(1, min(_cores(), lcfg.max_auto_workers))
     if engine not in ("local", "ray"):
         raise AvidError(f"--engine must be local or ray, not {engine!r}")
+    workers = _worker_count(workers or lcfg.workers, lcfg.max_auto_workers, on_this_machine=address is None)
     if engine == "ray":
         _import_ray()    # a missing package is reported before any work starts
     summary = Summary(total=len(paths))

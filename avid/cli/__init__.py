@@ -13,6 +13,7 @@ import pkgutil
 import sys
 import warnings
 
+from ..config import load_config
 from ..errors import AvidError
 
 # Third-party packages we depend on (webrtcvad, face_recognition_models, resemblyzer) import deprecated APIs; their
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
                         format="avid: %(message)s")
     try:
+        if args.config:
+            load_config(args.config)      # a bad --config is said first, whatever the command reads of it
         return int(args.func(args) or 0)
     except AvidError as err:
         print(f"avid: error: {err}", file=sys.stderr)

@@ -12,6 +12,20 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(getattr(args, "config", None))
 
 
+def at_least(minimum: int):
+    """An argparse type: a whole number no smaller than ``minimum`` (anything else is a usage error, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def add_db_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="DB", help="gallery database file (default: $AVID_DB, else gallery.db in "
                                                    "the user's avid data directory)")

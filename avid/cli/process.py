@@ -13,7 +13,7 @@ from ..ingest import Models, output_stem, process_file, write_result
 from ..inputs import expand_inputs
 from . import EXIT_PARTIAL
 from ..config import load_config
-from ._common import config_from_args
+from ._common import at_least, config_from_args
 
 log = logging.getLogger("avid")
 
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     where.add_argument("--out", metavar="DIR", help="output folder")
     where.add_argument("--db", metavar="DB", help="library database to process into (resumable: a rerun skips "
                        "finished files); search it with `avid search`")
-    parser.add_argument("--workers", type=int, default=0, metavar="N",
+    parser.add_argument("--workers", type=at_least(0), default=0, metavar="N",
                         help="with --db: parallel worker processes (default library.workers: one per core)")
     parser.add_argument("--engine", choices=["local", "ray"],
                         help="with --db: a local process pool (default) or Ray tasks")
