@@ -38,8 +38,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .config import Config, load_config
-from .errors import AvidError, NoContentError, StoreError
-from .gallery import Gallery, companion, from_blob
+from .errors import AvidError, DiskFullError, NoContentError, StoreError
+from .gallery import Gallery, check_health, companion, existing_store, from_blob, remove_store
 from .index import FaissIndex, Index, build_index
 from .ingest import Models, process_file
 from .inputs import expand_inputs
@@ -181,10 +181,9 @@ def ensure_library_tables(gallery: Gallery) -> None:
 @contextlib.contextmanager
 def _read_connection(db_path: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection beside the gallery's own: reads never take the write lock (WAL)."""
-    if not db_path.exists():
-        raise StoreError("library database not found", db_path)
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    conn = sqlite3.connect(f"file:{existing_store(db_path)}?mode=ro", uri=True, timeout=30)
     try:
+        check_health(conn, db_path)
         yield conn
     finally:
         conn.close()
@@ -520,17 +519,6 @@ def _store_outcome(gallery: Gallery, outcome: FileOutcome) -> bool:
     return True
 
 
-def _is_disk_full(exc: BaseException) -> bool:
-    """SQLITE_FULL, here or behind the error it caused (SQLite may roll the transaction back itself, and the
-    explicit ROLLBACK that follows then fails with 'no transaction is active')."""
-    while exc is not None:
-        if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-                                               or "database or disk is full" in str(exc)):
-            return True
-        exc = exc.__context__
-    return False
-
-
 def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: Config, workers: int = 0,
                        engine: str = "local", address: Optional[str] = None, quiet: bool = False) -> Summary:
     """Process files, folders and globs into the library store at ``db_path``; see the module docstring.
@@ -549,37 +537,48 @@ def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: C
     if engine == "ray":
         _import_ray()    # a missing package is reported before any work starts
     summary = Summary(total=len(paths))
+    new_store = not db_path.exists()
     gallery = Gallery(db_path)
     try:
         with writer_lock(db_path, lcfg.lock_timeout_seconds):
-            ensure_library_tables(gallery)
-            done = _done_hashes(db_path)
-            bar = tqdm(total=len(paths), unit="file", desc="avid process", disable=quiet or not sys.stderr.isatty(),
-                       dynamic_ncols=True)
-            with bar:
-                jobs = _jobs(paths, done, summary, bar, lcfg.hash_block_bytes)
-                if engine == "ray":
-                    outcomes = _run_ray(jobs, cfg, workers, address)
-                elif workers == 1:
-                    outcomes = _run_serial(jobs, cfg)
-                else:
-                    outcomes = _run_pool(jobs, cfg, workers)
-                _write_all(gallery, outcomes, summary, bar)
-            if summary.processed and gallery.people():
-                from .learning import learn_from_library
+            try:
+                ensure_library_tables(gallery)
+                done = _done_hashes(db_path)
+                bar = tqdm(total=len(paths), unit="file", desc="avid process",
+                           disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+                with bar:
+                    digests: dict[str, str] = {}
+                    jobs = _jobs(paths, done, summary, bar, lcfg.hash_block_bytes, digests)
+                    if engine == "ray":
+                        outcomes = _run_ray(jobs, cfg, workers, address)
+                    elif workers == 1:
+                        outcomes = _run_serial(jobs, cfg)
+                    else:
+                        outcomes = _run_pool(jobs, cfg, workers)
+                    _write_all(gallery, outcomes, summary, bar)
+                _settle_duplicates(summary, digests)
+                if summary.processed and gallery.people():
+                    from .learning import learn_from_library
 
-                summary.learned = learn_from_library(gallery, cfg).learned
+                    summary.learned = learn_from_library(gallery, cfg).learned
+            finally:
+                if new_store and not summary.processed:     # nothing stored: no empty store is left behind
+                    gallery.close()
+                    remove_store(db_path)
+                    db_path.with_name(db_path.name + ".lock").unlink(missing_ok=True)
     finally:
         gallery.close()
     summary.seconds = time.monotonic() - started
-    if not quiet:
-        for line in summary.lines():
-            print(f"avid: {line}", file=sys.stderr)
+    lines = summary.lines()
+    for line in lines if not quiet else lines[:len(summary.failed)]:     # quiet: the failures still
+        print(f"avid: {line}", file=sys.stderr)
     return summary
 
 
-def _jobs(paths: list[str], done: set[str], summary: Summary, bar: tqdm, block: int) -> Iterator[Job]:
-    """Hash each file as the engines ask for work; skip what the store or this run already has."""
+def _jobs(paths: list[str], done: set[str], summary: Summary, bar: tqdm, block: int,
+          digests: dict[str, str]) -> Iterator[Job]:
+    """Hash each file as the engines ask for work (into ``digests``, by path); skip what the store or this run
+    already has."""
     seen: set[str] = set()
     for path in paths:
         try:
@@ -588,6 +587,7 @@ def _jobs(paths: list[str], done: set[str], summary: Summary, bar: tqdm, block: 
             summary.failed.append((path, f"cannot read ({exc.strerror or exc})"))
             bar.update(1)
             continue
+        digests[path] = digest
         if digest in done:
             summary.skipped.append(path)
             bar.update(1)
@@ -599,17 +599,25 @@ def _jobs(paths: list[str], done: set[str], summary: Summary, bar: tqdm, block: 
             yield path, digest
 
 
+def _settle_duplicates(summary: Summary, digests: dict[str, str]) -> None:
+    """A copy of a file that failed (two empty files, two text files) fails with it: a duplicate is a copy of
+    media that was stored."""
+    failed = {digests[path]: error for path, error in summary.failed if path in digests}
+    for path in list(summary.duplicates):
+        if digests[path] in failed:
+            summary.duplicates.remove(path)
+            summary.failed.append((path, failed[digests[path]]))
+
+
 def _write_all(gallery: Gallery, outcomes: Iterator[FileOutcome], summary: Summary, bar: tqdm) -> None:
     """The single writer: store each outcome as it arrives. A full disk stops the run (the engines are closed)."""
     with contextlib.closing(outcomes):
         for outcome in outcomes:
             try:
                 stored = _store_outcome(gallery, outcome)
-            except sqlite3.OperationalError as exc:
-                if _is_disk_full(exc):
-                    raise StoreError(f"disk full while storing {outcome.path}; that file was not stored and "
-                                     f"everything before it is; free space and run again", gallery.path) from None
-                raise StoreError(f"cannot write to the library ({exc})", gallery.path) from None
+            except DiskFullError:
+                raise DiskFullError(f"disk full while storing {outcome.path}; that file was not stored and "
+                                    f"everything before it is; free space and run again", gallery.path) from None
             except StoreError as err:      # e.g. embeddings from another encoder than the store holds
                 outcome.error, outcome.observations = err.problem, []
                 with contextlib.suppress(StoreError):
@@ -732,7 +740,7 @@ def search(db: str | Path, image: Optional[str] = None, audio: Optional[str] = N
     """
     if sum(x is not None for x in (image, audio, video, person)) != 1:
         raise AvidError("search needs exactly one of --image, --audio, --video, --person")
-    db = Path(db).expanduser()
+    db = existing_store(Path(db).expanduser())
     cfg = cfg or load_config()
     scfg = cfg.library.search
     top_k = top_k or scfg.top_k
@@ -803,9 +811,7 @@ def search_text(db: str | Path, text: str, person: Optional[str] = None, top_k: 
                 cfg: Optional[Config] = None) -> list[TextHit]:
     """Where ``text`` was said in the library (files processed with ``--transcribe``), best first: every time it
     was said, when and by whom (of up to ``top_k`` matching speaker turns); ``person`` keeps that person's only."""
-    db = Path(db).expanduser()
-    if not db.exists():
-        raise StoreError("library not found (process files into it first: avid process DIR --db ...)", db)
+    db = existing_store(Path(db).expanduser())
     cfg = cfg or load_config()
     top_k = top_k or cfg.library.search.top_k
     with _read_connection(db) as conn:
@@ -920,7 +926,7 @@ def unknown_clusters(db: str | Path, cfg: Config) -> list[UnknownCluster]:
     ``min_cooccurrence`` of its speech that was heard with a face was heard with that face cluster. Face clusters get a thumbnail JPEG in
     ``<db>-thumbnails/`` (private to the user; removed with any deleted person).
     """
-    db = Path(db).expanduser()
+    db = existing_store(Path(db).expanduser())
     ucfg = cfg.library.unknown
     with contextlib.closing(Gallery(db)) as gallery:
         ensure_library_tables(gallery)
@@ -1040,7 +1046,7 @@ def name_cluster(db: str | Path, cluster_id: int, name: str, cfg: Optional[Confi
     from .identify import refresh_z_prototypes
     from .learning import learn_from_library
 
-    db = Path(db).expanduser()
+    db = existing_store(Path(db).expanduser())
     with contextlib.closing(Gallery(db)) as gallery:
         ensure_library_tables(gallery)
         with gallery.transaction() as tx:

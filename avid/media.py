@@ -81,6 +81,10 @@ def probe(path: str | Path, max_pixels: int | None = None) -> MediaInfo:
         # An audio file may carry a cover picture as a "video" stream; it is not a video.
         if video is not None and (kind == "audio" or video.disposition & av.stream.Disposition.attached_pic):
             video = None
+        if audio is not None and not audio.codec_context.sample_rate:    # FFmpeg guessed, and found no sound
+            if kind == "audio":
+                raise MediaError("not audio: no sound can be decoded from it (a text file renamed?)", path)
+            audio = None
         if video is None and audio is None:
             raise MediaError("no audio or video stream", path)
         duration = _duration(container, video, audio)
@@ -233,8 +237,9 @@ def _open_image(path: Path, max_pixels: int | None) -> Image.Image:
 
 
 def _upright_size(img: Image.Image) -> tuple[int, int]:
-    """(width, height) as displayed: EXIF orientations 5-8 turn the picture a quarter."""
-    turned = img.getexif().get(0x0112) in (5, 6, 7, 8)
+    """(width, height) as displayed: EXIF orientations 5-8 turn the picture a quarter. Only EXIF read with the
+    header counts (asked for more, Pillow decodes a whole PNG to look for it at its end)."""
+    turned = "exif" in img.info and img.getexif().get(0x0112) in (5, 6, 7, 8)
     return (img.height, img.width) if turned else img.size
 
 

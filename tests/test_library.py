@@ -17,7 +17,7 @@ import pytest
 
 from avid import library, synthetic
 from avid.config import load_config
-from avid.errors import StoreError
+from avid.errors import DiskFullError, StoreError
 from avid.gallery import Gallery
 from avid.library import (FileOutcome, WORKER_DIED, compare_contents, library_contents, name_cluster,
                           process_collection, search, unknown_clusters, writer_lock)
@@ -164,7 +164,7 @@ def test_full_disk_stops_cleanly_and_a_rerun_completes(reference, media, cfg, tm
             self._db.execute(f"PRAGMA max_page_count = {pages + 1}")
 
     monkeypatch.setattr(library, "Gallery", SmallDisk)
-    with pytest.raises(StoreError, match="disk full"):
+    with pytest.raises(DiskFullError, match="disk full"):
         process_collection([media["lib"]], db, cfg, workers=1, quiet=True)
     partial = library_contents(db)
     stored = {row[0] for row in partial["files"] if row[1] == "done"}

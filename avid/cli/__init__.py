@@ -10,11 +10,14 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import sqlite3
 import sys
 import warnings
 
 from ..config import load_config
-from ..errors import AvidError
+from ..errors import DISK_FULL, AvidError, DiskFullError
+from ..gallery import store_error
+from ._common import gallery_path
 
 # Third-party packages we depend on (webrtcvad, face_recognition_models, resemblyzer) import deprecated APIs; their
 # warnings say nothing a user of avid can act on.
@@ -23,6 +26,7 @@ warnings.filterwarnings("ignore", module="resemblyzer")
 warnings.filterwarnings("ignore", message="'uem' was approximated", category=UserWarning)
 
 EXIT_PARTIAL = 10    # a multi-file run where some files failed and the rest succeeded
+EXIT_ALL_FAILED = 11  # a multi-file run (or process --db) where every file failed
 EXIT_INTERRUPTED = 130
 
 
@@ -53,6 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     except AvidError as err:
         print(f"avid: error: {err}", file=sys.stderr)
         return err.exit_code
+    except sqlite3.Error as exc:      # a store problem met outside avid.gallery's own checks
+        err = store_error(exc, gallery_path(getattr(args, "db", None)))
+        print(f"avid: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        print(f"avid: error: {exc.filename or ''}{': ' if exc.filename else ''}disk full ({exc.strerror})",
+              file=sys.stderr)
+        return DiskFullError.exit_code
     except KeyboardInterrupt:
         print("avid: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

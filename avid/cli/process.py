@@ -11,7 +11,7 @@ from tqdm import tqdm
 from ..errors import AvidError
 from ..ingest import Models, output_stem, process_file, write_result
 from ..inputs import expand_inputs
-from . import EXIT_PARTIAL
+from . import EXIT_ALL_FAILED, EXIT_PARTIAL
 from ..config import load_config
 from ._common import at_least, config_from_args
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                                      quiet=args.quiet)
         if summary.ok:
             return 0
-        return EXIT_PARTIAL if len(summary.failed) < summary.total else 1
+        return EXIT_PARTIAL if len(summary.failed) < summary.total else EXIT_ALL_FAILED
     paths = expand_inputs(args.inputs)
     models = Models(cfg)
     out_dir = Path(args.out)
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
               f"{len(result.speech_regions)} speech regions")
     if failures and len(paths) > 1:
         print(f"avid: {len(failures)} of {len(paths)} inputs failed", file=sys.stderr)
-        return EXIT_PARTIAL if len(failures) < len(paths) else failures[0].exit_code
+        return EXIT_PARTIAL if len(failures) < len(paths) else EXIT_ALL_FAILED
     return failures[0].exit_code if failures else 0
 
 
