@@ -17,6 +17,7 @@ error and the run goes on; a full disk stops the run cleanly with nothing half-w
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import logging
@@ -25,6 +26,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
 import traceback
 from collections import defaultdict, deque
@@ -220,16 +222,38 @@ def _done_hashes(db_path: Path) -> set[str]:
 _worker_models: Optional[Models] = None
 
 
-def _init_worker(cfg: Config, threads: int, ignore_interrupt: bool = True) -> None:
+def _init_worker(cfg: Config, threads: int, parent: Optional[int] = None) -> None:
     """Runs once in each worker process: limit its threads (workers x threads <= cores), make its models (which
-    load on first use). The thread variables are read when torch, OpenCV and BLAS load, after this. Ctrl-C is
-    the parent's to handle: it stops the workers itself."""
+    load on first use). The thread variables are read when torch, OpenCV and BLAS load, after this. A pool
+    worker's life is its ``parent``'s: Ctrl-C is the parent's to handle (it stops the workers itself), and when
+    the parent dies, however it dies, the worker ends too (it holds about 1 GB)."""
     global _worker_models
-    if ignore_interrupt:
+    if parent is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _end_with_parent(parent)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENCV_FOR_THREADS_NUM"):
         os.environ[var] = str(threads)
     _worker_models = Models(cfg)
+
+
+PR_SET_PDEATHSIG = 1            # linux/prctl.h
+PARENT_POLL_SECONDS = 1.0
+
+
+def _end_with_parent(parent: int) -> None:
+    """End this process when ``parent`` dies, even by SIGKILL (no handler of its own runs then): on Linux the
+    kernel sends SIGKILL (PR_SET_PDEATHSIG); everywhere a daemon thread also watches for the process being
+    re-parented, which also covers a parent that died before the kernel was asked."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="avid-parent-watch", daemon=True).start()
 
 
 def analyse_file(path: str, digest: str, cfg: Config, models: Optional[Models] = None) -> FileOutcome:
@@ -391,7 +415,7 @@ def _run_pool(jobs: Iterable[Job], cfg: Config, workers: int, task=analyse_file)
     threads = _threads_per_worker(workers)
     while True:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                                   initargs=(cfg, threads))
+                                   initargs=(cfg, threads, os.getpid()))
         try:
             broken = yield from _drain_pool(pool, jobs, suspects, workers, cfg, task)
         finally:
@@ -449,7 +473,7 @@ def _import_ray():
 def _ray_analyse(path: str, digest: str, cfg: Config, threads: int) -> FileOutcome:
     """A Ray task: the same work as a pool worker; each Ray worker process keeps its models between tasks."""
     if _worker_models is None:
-        _init_worker(cfg, threads, ignore_interrupt=False)
+        _init_worker(cfg, threads)       # Ray's own daemons end its workers
     return analyse_file(path, digest, cfg)
 
 
@@ -458,11 +482,14 @@ def _run_ray(jobs: Iterable[Job], cfg: Config, workers: int, address: Optional[s
     ray = _import_ray()
     started_here = not ray.is_initialized()
     if started_here:
+        on_term = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
                      log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:      # Ray raises plain Exception when its node does not come up in time
             raise AvidError(f"cannot start or join Ray ({address or 'local'}): {exc}") from None
+        if on_term is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_term)   # Ray's handler dumps a stack and exits 1; ours stops as Ctrl-C
     threads = 1 if address else _threads_per_worker(workers)
     task = ray.remote(num_cpus=1, max_retries=0)(_ray_analyse)
     in_flight: dict = {}
