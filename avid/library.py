@@ -46,7 +46,7 @@ from .index import FaissIndex, Index, build_index
 from .ingest import Models, process_file
 from .inputs import expand_inputs
 from .media import content_hash
-from .private import private_output
+from .private import private_output, write_private_text
 from .types import FaceTrack, IngestResult, Person
 from .vectors import unit_mean
 
@@ -889,7 +889,7 @@ def library_index(db: Path, conn: sqlite3.Connection, modality: str, cfg: Config
     index = build_index(*_library_vectors(conn, modality), cfg=cfg, exact=False)
     folder.mkdir(mode=0o700, exist_ok=True)
     index.save(path)
-    key_path.write_text(key)
+    write_private_text(key_path, key)
     return index
 
 
