@@ -90,11 +90,11 @@ def _check(data: dict, schema: dict, defaults: dict, where: str = "") -> None:
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         rule, default = schema.get(key), defaults.get(key)
-        if isinstance(value, dict):
-            _check(value, rule or {}, default or {}, path)
+        if isinstance(value, dict) and isinstance(default, dict):
+            _check(value, rule or {}, default, path)
             continue
-        if value is None:            # null means something only where the default is null (or the key is free)
-            if rule is not None and default is not None:
+        if value is None:            # null means something only where the default is null, or for text
+            if rule not in (None, "text") and default is not None:
                 raise ConfigError(f"config key {path!r} needs a value (default {default!r})")
             continue
         kind = default[0] if isinstance(default, list) and default else default
@@ -105,11 +105,13 @@ def _check(data: dict, schema: dict, defaults: dict, where: str = "") -> None:
 
 
 def _problem(value: Any, rule: Any, whole: bool) -> str | None:
-    """Why ``value`` breaks ``rule`` (an interval string, or a list of choices), or None."""
+    """Why ``value`` breaks ``rule`` (an interval string, a list of choices, or text), or None."""
     if isinstance(value, float) and not math.isfinite(value):
         return "must be a finite number"
     if whole and isinstance(value, float) and not value.is_integer():
         return "must be a whole number"
+    if rule == "text":
+        return None if isinstance(value, str) else "must be text"
     if isinstance(rule, list):
         return None if value in rule else "must be one of " + ", ".join(map(str, rule))
     if isinstance(rule, str):

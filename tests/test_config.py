@@ -25,6 +25,7 @@ def test_every_number_and_choice_of_the_defaults_has_a_rule_and_the_defaults_pas
     numeric = {k for k, v in defaults.items() if not isinstance(v, bool) and (
         isinstance(v, (int, float)) or isinstance(v, list) and all(isinstance(x, (int, float)) for x in v))}
     assert numeric - set(rules) == set(), "numeric keys without a range"
+    assert {k for k, v in defaults.items() if v is None} - set(rules) == set(), "null keys take anything"
     load_config(overrides={"media": {"frame_rate": 5.0}})      # the defaults themselves pass the check
 
 
@@ -43,6 +44,7 @@ def test_every_number_and_choice_of_the_defaults_has_a_rule_and_the_defaults_pas
     ("index: {type: lsh}", "index.type"),
     ("label: {formats: [json, pdf]}", "label.formats"),
     ("voice: {segmentation: {overlap_threshold: high}}", "voice.segmentation.overlap_threshold"),
+    ("transcribe: {model: {path: x}}", "transcribe.model"),
 ])
 def test_out_of_range_value_is_refused_naming_the_key_and_the_file(tmp_path, text, key):
     path = tmp_path / "bad.yaml"
