@@ -213,11 +213,13 @@ def test_process_out_exit_codes_partial_and_all_failed(speech_wav, tmp_path, cap
 
 @pytest.mark.parametrize("argv", [["search", "--person", "Ann"], ["search", "--image", "IMG"],
                                   ["search", "--text", "hello"], ["people", "unknown"], ["people", "list"],
-                                  ["people", "name", "1", "Ann"], ["query", "--image", "IMG"], ["train"]])
+                                  ["people", "name", "1", "Ann"], ["query", "--image", "IMG"], ["train"],
+                                  ["label", "IMG", "--out", "OUT"]])
 def test_read_only_commands_never_create_a_store(tmp_path, capsys, argv):
     image = synthetic.write_image(tmp_path / "face.jpg", synthetic.astronaut_face())
     db = tmp_path / "missing.db"
-    code, _, err = run_cli(capsys, *[str(image) if a == "IMG" else a for a in argv], "--db", str(db))
+    argv = [str(image) if a == "IMG" else str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    code, _, err = run_cli(capsys, *argv, "--db", str(db))
     assert code == StoreError.exit_code
     assert one_line(err, str(db), "no ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.jpg"]
