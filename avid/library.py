@@ -432,10 +432,12 @@ def _drain_pool(pool: ProcessPoolExecutor, jobs: Iterator[Job], suspects: deque,
         if suspects:          # each suspect runs alone: if the pool breaks then, that file is the one that broke it
             if not in_flight:
                 job = suspects.popleft()
-                in_flight[pool.submit(task, job[0], job[1], cfg)] = job
+                with _interrupts_held():
+                    in_flight[pool.submit(task, job[0], job[1], cfg)] = job
         else:
             while len(in_flight) < workers and (job := next(jobs, None)) is not None:
-                in_flight[pool.submit(task, job[0], job[1], cfg)] = job
+                with _interrupts_held():
+                    in_flight[pool.submit(task, job[0], job[1], cfg)] = job
         if not in_flight:
             return False
         done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -451,6 +453,18 @@ def _drain_pool(pool: ProcessPoolExecutor, jobs: Iterator[Job], suspects: deque,
                     log.warning("a worker process died; retrying its %d files one at a time", len(lost))
                     suspects.extend(lost)
                 return True
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold back Ctrl-C while a submit may start a worker: the worker is born with it blocked (a terminal's Ctrl-C
+    reaches the whole process group, and a worker still importing would die with a fatal error), and the parent
+    takes a Ctrl-C that came meanwhile as soon as it is released."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:

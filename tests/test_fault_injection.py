@@ -160,6 +160,18 @@ def test_sigterm_stops_the_run_like_ctrl_c(collection, clean, cfg, tmp_path):
     assert compare_contents(library_contents(db), clean) == []
 
 
+def test_ctrl_c_while_the_workers_start_is_the_parents_alone(collection, tmp_path):
+    proc = start(collection, tmp_path / "library.db")
+    try:
+        assert wait_for_workers(proc), "the workers never started"
+        os.killpg(proc.pid, signal.SIGINT)          # a terminal's Ctrl-C, while the workers are still importing
+        assert proc.wait(timeout=60) == EXIT_INTERRUPTED
+        assert b"Traceback" not in proc.stderr.read()
+        assert_nothing_left(proc.pid)
+    finally:
+        _kill_session(proc.pid)
+
+
 @pytest.mark.slow
 def test_ray_engine_stops_cleanly_on_sigterm(collection, tmp_path):
     pytest.importorskip("ray")
