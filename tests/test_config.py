@@ -73,14 +73,16 @@ def test_cli_refuses_a_bad_config_with_the_config_exit_code(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [["process", "x.wav", "--db", "DB", "--workers", "-1"],
                                   ["query", "--image", "x.jpg", "--db", "DB", "--top-k", "0"],
-                                  ["search", "--person", "x", "--db", "DB", "--top-k", "-1"]])
-def test_cli_refuses_a_negative_count_as_a_usage_error(argv, tmp_path, capsys):
+                                  ["search", "--person", "x", "--db", "DB", "--top-k", "-1"],
+                                  ["eval", "diar", "--ref", "r", "--hyp", "h", "--collar", "nan"],
+                                  ["eval", "diar", "--ref", "r", "--hyp", "h", "--collar", "-1"]])
+def test_cli_refuses_a_count_or_a_duration_out_of_range_as_a_usage_error(argv, tmp_path, capsys):
     argv = [str(tmp_path / "g.db") if a == "DB" else a for a in argv]
     with pytest.raises(SystemExit) as caught:
         main(argv)
     assert caught.value.code == 2
     err = capsys.readouterr().err
-    assert ("--workers" in err or "--top-k" in err) and "Traceback" not in err
+    assert argv[-2] in err and "Traceback" not in err
     assert not (tmp_path / "g.db").exists()
 
 

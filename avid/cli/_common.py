@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..config import Config, load_config
@@ -24,6 +25,17 @@ def at_least(minimum: int):
         return value
 
     return parse
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite duration of zero or more seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, 0 or more, got {text}")
+    return value
 
 
 def add_db_argument(parser: argparse.ArgumentParser) -> None:
