@@ -429,15 +429,19 @@ def _drain_pool(pool: ProcessPoolExecutor, jobs: Iterator[Job], suspects: deque,
     """Yield outcomes until the jobs run out (returns False) or a worker dies (returns True)."""
     in_flight: dict[Future, Job] = {}
     while True:
-        if suspects:          # each suspect runs alone: if the pool breaks then, that file is the one that broke it
-            if not in_flight:
-                job = suspects.popleft()
-                with _interrupts_held():
-                    in_flight[pool.submit(task, job[0], job[1], cfg)] = job
-        else:
-            while len(in_flight) < workers and (job := next(jobs, None)) is not None:
-                with _interrupts_held():
-                    in_flight[pool.submit(task, job[0], job[1], cfg)] = job
+        try:
+            if suspects:      # each suspect runs alone: if the pool breaks then, that file is the one that broke it
+                if not in_flight:
+                    job = suspects.popleft()
+                    with _interrupts_held():
+                        in_flight[pool.submit(task, job[0], job[1], cfg)] = job
+            else:
+                while len(in_flight) < workers and (job := next(jobs, None)) is not None:
+                    with _interrupts_held():
+                        in_flight[pool.submit(task, job[0], job[1], cfg)] = job
+        except BrokenProcessPool:     # a worker died before this submit: who killed it is not known, so the files
+            suspects.extend([*in_flight.values(), job])       # in flight and this one are each retried alone
+            return True
         if not in_flight:
             return False
         done, _ = wait(in_flight, return_when=FIRST_COMPLETED)

@@ -6,7 +6,6 @@ the length of the input. PyAV (FFmpeg) does the decoding; problems surface as Me
 from __future__ import annotations
 
 import hashlib
-import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator

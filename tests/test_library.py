@@ -192,6 +192,31 @@ def test_killed_worker_fails_only_its_file_and_the_run_goes_on(cfg):
     assert all(o.error is None for name, o in by_path.items() if name != "kill-me")
 
 
+def test_a_worker_dying_between_two_submits_sends_their_files_to_be_retried_alone(cfg):
+    """The pool can break while the parent submits (a worker killed from outside): found by the fault injection."""
+    from collections import deque
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    class BreakingPool:
+        def __init__(self):
+            self.submitted = 0
+
+        def submit(self, task, path, digest, cfg):
+            self.submitted += 1
+            if self.submitted == 2:
+                raise BrokenProcessPool("a child process terminated abruptly")
+            return Future()                   # in flight, never done
+
+    suspects: deque = deque()
+    jobs = iter([("a", "hash-a"), ("b", "hash-b"), ("c", "hash-c")])
+    drained = library._drain_pool(BreakingPool(), jobs, suspects, 2, cfg, _task_that_dies_on)
+    with pytest.raises(StopIteration) as stop:
+        next(drained)
+    assert stop.value.value is True                              # broken: a fresh pool takes over
+    assert sorted(suspects) == [("a", "hash-a"), ("b", "hash-b")] and next(jobs) == ("c", "hash-c")
+
+
 @pytest.mark.slow
 def test_process_pool_gives_the_same_store_as_one_worker(reference, media, cfg, tmp_path):
     db = tmp_path / "library.db"
