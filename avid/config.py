@@ -1,11 +1,16 @@
 """Configuration: the packaged defaults in configs/default.yaml, optionally overridden by a user YAML file.
 
 Overrides are merged key by key. Unknown keys and values of the wrong type are rejected with a message naming
-the key, so a typo in a config file never silently falls back to a default.
+the key, so a typo in a config file never silently falls back to a default; every value is then checked against
+configs/schema.yaml (numbers finite and in their range, strings one of their choices), so a frame rate of 0 or a
+threshold of NaN is refused at load, not found deep in a run.
 """
 from __future__ import annotations
 
 import copy
+import math
+import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,9 @@ import yaml
 from .errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+SCHEMA_PATH = DEFAULT_CONFIG_PATH.with_name("schema.yaml")
+OR_NULL = " or null"          # an interval rule ending so also allows null, where the default is a number
+_INTERVAL = re.compile(r"^([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])$")
 
 
 class Config(dict):
@@ -73,13 +81,64 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+@lru_cache(maxsize=1)
+def _schema() -> dict:
+    return _read_yaml(SCHEMA_PATH)
+
+
+def _check(data: dict, schema: dict, defaults: dict, where: str = "") -> None:
+    """ConfigError naming the first value outside what configs/schema.yaml allows for its key."""
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        rule, default = schema.get(key), defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            _check(value, rule or {}, default, path)
+            continue
+        if value is None:            # null means something only where the default is null, for text, or where
+            nullable = isinstance(rule, str) and rule.endswith(OR_NULL)    # the rule says "or null"
+            if rule not in (None, "text") and default is not None and not nullable:
+                raise ConfigError(f"config key {path!r} needs a value (default {default!r})")
+            continue
+        kind = default[0] if isinstance(default, list) and default else default
+        for item in value if isinstance(value, list) else [value]:
+            problem = _problem(item, rule, whole=type(kind) is int)
+            if problem:
+                raise ConfigError(f"config key {path!r} {problem}, got {value!r}")
+
+
+def _problem(value: Any, rule: Any, whole: bool) -> str | None:
+    """Why ``value`` breaks ``rule`` (an interval string, a list of choices, or text), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    if whole and isinstance(value, float) and not value.is_integer():
+        return "must be a whole number"
+    if rule == "text":
+        return None if isinstance(value, str) else "must be text"
+    if isinstance(rule, list):
+        return None if value in rule else "must be one of " + ", ".join(map(str, rule))
+    if isinstance(rule, str):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return "must be a number"
+        rule = rule.removesuffix(OR_NULL)
+        opening, low, high, closing = _INTERVAL.match(rule).groups()
+        low, high = float(low), float(high)
+        above = low <= value if opening == "[" else low < value
+        below = value <= high if closing == "]" else value < high
+        return None if above and below else f"must be in {rule}"
+    return None
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
-    """Load the defaults, then merge the YAML file at ``path`` and a dict of ``overrides`` over them."""
+    """Load the defaults, then merge the YAML file at ``path`` and a dict of ``overrides`` over them; each layer
+    is checked against configs/schema.yaml, so an error names the file that holds the bad value."""
     if not DEFAULT_CONFIG_PATH.exists():
         raise ConfigError(f"{DEFAULT_CONFIG_PATH}: default config missing (install avid with `pip install -e .`)")
-    data = _read_yaml(DEFAULT_CONFIG_PATH)
-    if path is not None:
-        data = _merge(data, _read_yaml(Path(path)), "")
-    if overrides:
-        data = _merge(data, overrides, "")
+    defaults = data = _read_yaml(DEFAULT_CONFIG_PATH)
+    for source, layer in ((path, _read_yaml(Path(path)) if path is not None else None), (None, overrides)):
+        if layer:
+            try:
+                data = _merge(data, layer, "")
+                _check(data, _schema(), defaults)
+            except ConfigError as err:
+                raise ConfigError(err.problem, source) from None
     return _wrap(data)

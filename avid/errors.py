@@ -1,7 +1,10 @@
 """Errors that avid reports to users as one line: what went wrong and, where there is one, which file."""
 from __future__ import annotations
 
+import errno
 from pathlib import Path
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)     # what a full disk (or a spent quota) says
 
 
 class AvidError(Exception):
@@ -41,3 +44,9 @@ class StoreError(AvidError):
     """Problems with the gallery/library database."""
 
     exit_code = 6
+
+
+class DiskFullError(AvidError):
+    """No space left to write the store or an output file; nothing half-written is left (free space, run again)."""
+
+    exit_code = 7

@@ -34,7 +34,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from .errors import StoreError
+from .errors import DISK_FULL, AvidError, DiskFullError, StoreError
 from .types import Match, Person
 from .vectors import unit_mean, unit_rows
 
@@ -186,31 +186,77 @@ def from_blob(blob: bytes, dim: int) -> np.ndarray:
     return vector.astype(np.float32)
 
 
+DAMAGED = "the database is damaged ({}); avid will neither read nor write it: restore it from a backup"
+
+
+def store_error(exc: sqlite3.Error, path: Path) -> AvidError:
+    """What a SQLite failure means to the user, as one line: a full disk, a damaged file, or not a store at all.
+    SQLITE_FULL is also looked for behind the error it caused (a ROLLBACK after SQLite rolled back itself)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, sqlite3.Error) and (getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                                                 or "database or disk is full" in str(cause)):
+            return DiskFullError("disk full: the change was not stored, nothing before it is lost (free space and "
+                                 "run again)", path)
+        cause = cause.__context__
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_CORRUPT or "malformed" in str(exc):
+        return StoreError(DAMAGED.format(exc), path)
+    if code == sqlite3.SQLITE_NOTADB or "not a database" in str(exc):
+        return StoreError(f"not an avid gallery database ({exc})", path)
+    return StoreError(f"database error ({exc})", path)
+
+
+def check_health(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse a damaged store before anything reads or writes it (SQLite's quick_check of every page)."""
+    try:
+        verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        verdict = str(exc)
+    if verdict != "ok":
+        raise StoreError(DAMAGED.format(" ".join(verdict.replace("*** in database main ***", "").split())), path)
+
+
+def existing_store(path: Path, what: str = "no such library (process files into it first: avid process DIR "
+                                           "--db ...)") -> Path:
+    """``path`` when a store is there; StoreError saying ``what`` otherwise: reading never creates a store."""
+    if not Path(path).exists():
+        raise StoreError(what, path)
+    return Path(path)
+
+
+def remove_store(path: Path) -> None:
+    """Remove a store file with SQLite's companions (its write-ahead log and shared-memory index)."""
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        path.with_name(name).unlink(missing_ok=True)
+
+
 class Gallery:
     """People, observations, prototypes and the shared model in one SQLite file (see the module docstring)."""
 
     def __init__(self, path: str | Path | None = None, timeout: float = 30.0):
         self.path = Path(path).expanduser() if path is not None else default_path()
         self._depth = 0
-        self._create_private(self.path)
+        created = self._create_private(self.path)
         try:
             self._db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database ({exc})", self.path) from None
         try:
             self._setup()
-        except sqlite3.DatabaseError as exc:
+        except BaseException as exc:
             self._db.close()
-            raise StoreError(f"not an avid gallery database ({exc})", self.path) from None
-        except BaseException:
-            self._db.close()
+            if created:          # a store that could not be made is not left behind, empty
+                remove_store(self.path)
+            if isinstance(exc, sqlite3.Error):
+                raise store_error(exc, self.path) from None
             raise
 
     # ------------------------------------------------------------------------------------------ opening
     @staticmethod
-    def _create_private(path: Path) -> None:
+    def _create_private(path: Path) -> bool:
         """Create the file (and any missing directory) readable by the user only, before SQLite opens it; an
-        existing file of the user's is made private too, whoever created it."""
+        existing file of the user's is made private too, whoever created it. True when this call created it."""
         if path.is_symlink() and not path.exists():
             raise StoreError("is a symbolic link to nothing (give the real file, or a new path)", path)
         if path.exists():
@@ -218,7 +264,7 @@ class Gallery:
                 raise StoreError("not a file", path)
             if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
                 os.chmod(path, 0o600)
-            return
+            return False
         missing = []
         parent = path.parent
         while not parent.exists():
@@ -230,11 +276,15 @@ class Gallery:
                 os.chmod(directory, 0o700)       # mkdir's mode is filtered by the umask
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
-            return                               # another process created it just now
+            return False                         # another process created it just now
         except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise DiskFullError("disk full: cannot create the database (free space and run again)",
+                                    path) from None
             raise StoreError(f"cannot create database ({exc.strerror})", path) from None
         os.fchmod(fd, 0o600)
         os.close(fd)
+        return True
 
     def _setup(self) -> None:
         db = self._db
@@ -256,6 +306,7 @@ class Gallery:
             return
         if "meta" not in tables or db.execute("PRAGMA application_id").fetchone()[0] != APP_ID:
             raise StoreError("not an avid gallery database (it holds other tables)", self.path)
+        check_health(db, self.path)
         self._check_version()
         db.execute("PRAGMA journal_mode = WAL")
 
@@ -296,16 +347,19 @@ class Gallery:
             finally:
                 self._depth -= 1
             return
-        self._db.execute("BEGIN IMMEDIATE")   # take the write lock now, not halfway through
-        self._depth = 1
         try:
-            yield self._db
-        except BaseException:
-            if self._db.in_transaction:   # SQLite may already have rolled back itself (a full disk, say)
-                self._db.execute("ROLLBACK")
-            raise
-        else:
-            self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")   # take the write lock now, not halfway through
+            self._depth = 1
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:   # SQLite may already have rolled back itself (a full disk, say)
+                    self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path) from None
         finally:
             self._depth = 0
 
@@ -386,7 +440,13 @@ class Gallery:
             had_model = db.execute("DELETE FROM model").rowcount > 0
             if had_model:
                 db.execute("DELETE FROM prototypes WHERE space LIKE 'z%'")
-        self._scrub()
+        try:
+            self._scrub()
+        except sqlite3.Error as exc:
+            error = store_error(exc, self.path)      # the rows are gone (secure_delete zeroed them) and committed
+            why = "disk full" if isinstance(error, DiskFullError) else error.problem
+            raise type(error)(f"{why}: {person.name!r} is deleted, but the file could not be compacted afterwards "
+                              f"to reclaim the space it held", self.path) from None
         self._drop_caches()
         return {"observations": int(n_obs), "model": had_model}
 

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -80,7 +80,7 @@ def process_file(path: str | Path, cfg: Config, models: Models | None = None,
     Raises MediaError for unreadable input and NoContentError when the input holds neither a face nor speech.
     """
     models = models or Models(cfg)
-    info = media.probe(path)
+    info = media.probe(path, max_pixels=cfg.media.max_image_pixels)
     result = IngestResult(media=info, face_backend=models.face_encoder.name, face_dim=models.face_encoder.dim)
     if info.has_audio:
         result.voice_backend, result.voice_dim = models.voice_encoder.name, models.voice_encoder.dim
@@ -90,7 +90,7 @@ def process_file(path: str | Path, cfg: Config, models: Models | None = None,
             models.transcriber      # loaded here, so that a missing model is said before any work
         speech = pool.submit(_speech, path, cfg, models, transcribe, language) if info.has_audio else None
         if info.kind == "image":
-            result.face_tracks = _image_faces(path, models)
+            result.face_tracks = _image_faces(path, info, cfg, models)
         elif info.has_video:
             result.face_tracks = _video_faces(path, info, cfg, models, progress)
         if speech is not None:
@@ -103,12 +103,17 @@ def process_file(path: str | Path, cfg: Config, models: Models | None = None,
     return result
 
 
-def _image_faces(path, models: Models) -> list[FaceTrack]:
-    image = media.load_image(path)
+def _image_faces(path, info: MediaInfo, cfg: Config, models: Models) -> list[FaceTrack]:
+    """Faces of a photo decoded reduced to about what detection works at; boxes in the photo's own pixels."""
+    image = media.load_image(path, max_side=cfg.faces.detector.image_max_side, max_pixels=cfg.media.max_image_pixels)
     detections = models.detector.detect_image(image)
     if not detections:
         return []
     embeddings = models.face_encoder.embed(image, detections)
+    scale = info.width / image.shape[1]
+    if scale != 1:
+        detections = [replace(d, box=tuple(v * scale for v in d.box),
+                              landmarks=None if d.landmarks is None else d.landmarks * scale) for d in detections]
     return [FaceTrack(id=i, detections=[d], embedding=e) for i, (d, e) in enumerate(zip(detections, embeddings))]
 
 

@@ -17,6 +17,7 @@ error and the run goes on; a full disk stops the run cleanly with nothing half-w
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import logging
@@ -25,6 +26,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
 import traceback
 from collections import defaultdict, deque
@@ -38,13 +40,13 @@ import numpy as np
 from tqdm import tqdm
 
 from .config import Config, load_config
-from .errors import AvidError, NoContentError, StoreError
-from .gallery import Gallery, companion, from_blob
+from .errors import AvidError, DiskFullError, NoContentError, StoreError
+from .gallery import Gallery, check_health, companion, existing_store, from_blob, remove_store
 from .index import FaissIndex, Index, build_index
 from .ingest import Models, process_file
 from .inputs import expand_inputs
 from .media import content_hash
-from .private import private_output
+from .private import private_output, write_private_text
 from .types import FaceTrack, IngestResult, Person
 from .vectors import unit_mean
 
@@ -181,10 +183,9 @@ def ensure_library_tables(gallery: Gallery) -> None:
 @contextlib.contextmanager
 def _read_connection(db_path: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection beside the gallery's own: reads never take the write lock (WAL)."""
-    if not db_path.exists():
-        raise StoreError("library database not found", db_path)
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    conn = sqlite3.connect(f"file:{existing_store(db_path)}?mode=ro", uri=True, timeout=30)
     try:
+        check_health(conn, db_path)
         yield conn
     finally:
         conn.close()
@@ -221,16 +222,38 @@ def _done_hashes(db_path: Path) -> set[str]:
 _worker_models: Optional[Models] = None
 
 
-def _init_worker(cfg: Config, threads: int, ignore_interrupt: bool = True) -> None:
+def _init_worker(cfg: Config, threads: int, parent: Optional[int] = None) -> None:
     """Runs once in each worker process: limit its threads (workers x threads <= cores), make its models (which
-    load on first use). The thread variables are read when torch, OpenCV and BLAS load, after this. Ctrl-C is
-    the parent's to handle: it stops the workers itself."""
+    load on first use). The thread variables are read when torch, OpenCV and BLAS load, after this. A pool
+    worker's life is its ``parent``'s: Ctrl-C is the parent's to handle (it stops the workers itself), and when
+    the parent dies, however it dies, the worker ends too (it holds about 1 GB)."""
     global _worker_models
-    if ignore_interrupt:
+    if parent is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _end_with_parent(parent)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENCV_FOR_THREADS_NUM"):
         os.environ[var] = str(threads)
     _worker_models = Models(cfg)
+
+
+PR_SET_PDEATHSIG = 1            # linux/prctl.h
+PARENT_POLL_SECONDS = 1.0
+
+
+def _end_with_parent(parent: int) -> None:
+    """End this process when ``parent`` dies, even by SIGKILL (no handler of its own runs then): on Linux the
+    kernel sends SIGKILL (PR_SET_PDEATHSIG); everywhere a daemon thread also watches for the process being
+    re-parented, which also covers a parent that died before the kernel was asked."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="avid-parent-watch", daemon=True).start()
 
 
 def analyse_file(path: str, digest: str, cfg: Config, models: Optional[Models] = None) -> FileOutcome:
@@ -349,6 +372,20 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _worker_count(requested: int, max_auto: int, on_this_machine: bool = True) -> int:
+    """``requested`` workers (0: one per core, at most ``max_auto``); on this machine never more than its cores,
+    with a warning: each worker holds its own models (about 1 GB), and more than the cores only wait on each other."""
+    if requested < 0:
+        raise AvidError(f"--workers must be 0 (automatic) or more, got {requested}")
+    cores = _cores()
+    if not requested:
+        return max(1, min(cores, max_auto))
+    if on_this_machine and requested > cores:
+        log.warning("--workers %d is more than the %d CPU cores here; using %d", requested, cores, cores)
+        return cores
+    return requested
+
+
 def _threads_per_worker(workers: int) -> int:
     return max(1, _cores() // workers)
 
@@ -378,7 +415,7 @@ def _run_pool(jobs: Iterable[Job], cfg: Config, workers: int, task=analyse_file)
     threads = _threads_per_worker(workers)
     while True:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                                   initargs=(cfg, threads))
+                                   initargs=(cfg, threads, os.getpid()))
         try:
             broken = yield from _drain_pool(pool, jobs, suspects, workers, cfg, task)
         finally:
@@ -392,13 +429,19 @@ def _drain_pool(pool: ProcessPoolExecutor, jobs: Iterator[Job], suspects: deque,
     """Yield outcomes until the jobs run out (returns False) or a worker dies (returns True)."""
     in_flight: dict[Future, Job] = {}
     while True:
-        if suspects:          # each suspect runs alone: if the pool breaks then, that file is the one that broke it
-            if not in_flight:
-                job = suspects.popleft()
-                in_flight[pool.submit(task, job[0], job[1], cfg)] = job
-        else:
-            while len(in_flight) < workers and (job := next(jobs, None)) is not None:
-                in_flight[pool.submit(task, job[0], job[1], cfg)] = job
+        try:
+            if suspects:      # each suspect runs alone: if the pool breaks then, that file is the one that broke it
+                if not in_flight:
+                    job = suspects.popleft()
+                    with _interrupts_held():
+                        in_flight[pool.submit(task, job[0], job[1], cfg)] = job
+            else:
+                while len(in_flight) < workers and (job := next(jobs, None)) is not None:
+                    with _interrupts_held():
+                        in_flight[pool.submit(task, job[0], job[1], cfg)] = job
+        except BrokenProcessPool:     # a worker died before this submit: who killed it is not known, so the files
+            suspects.extend([*in_flight.values(), job])       # in flight and this one are each retried alone
+            return True
         if not in_flight:
             return False
         done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -414,6 +457,18 @@ def _drain_pool(pool: ProcessPoolExecutor, jobs: Iterator[Job], suspects: deque,
                     log.warning("a worker process died; retrying its %d files one at a time", len(lost))
                     suspects.extend(lost)
                 return True
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold back Ctrl-C while a submit may start a worker: the worker is born with it blocked (a terminal's Ctrl-C
+    reaches the whole process group, and a worker still importing would die with a fatal error), and the parent
+    takes a Ctrl-C that came meanwhile as soon as it is released."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
@@ -436,7 +491,7 @@ def _import_ray():
 def _ray_analyse(path: str, digest: str, cfg: Config, threads: int) -> FileOutcome:
     """A Ray task: the same work as a pool worker; each Ray worker process keeps its models between tasks."""
     if _worker_models is None:
-        _init_worker(cfg, threads, ignore_interrupt=False)
+        _init_worker(cfg, threads)       # Ray's own daemons end its workers
     return analyse_file(path, digest, cfg)
 
 
@@ -445,11 +500,14 @@ def _run_ray(jobs: Iterable[Job], cfg: Config, workers: int, address: Optional[s
     ray = _import_ray()
     started_here = not ray.is_initialized()
     if started_here:
+        on_term = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
                      log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:      # Ray raises plain Exception when its node does not come up in time
             raise AvidError(f"cannot start or join Ray ({address or 'local'}): {exc}") from None
+        if on_term is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_term)   # Ray's handler dumps a stack and exits 1; ours stops as Ctrl-C
     threads = 1 if address else _threads_per_worker(workers)
     task = ray.remote(num_cpus=1, max_retries=0)(_ray_analyse)
     in_flight: dict = {}
@@ -506,17 +564,6 @@ def _store_outcome(gallery: Gallery, outcome: FileOutcome) -> bool:
     return True
 
 
-def _is_disk_full(exc: BaseException) -> bool:
-    """SQLITE_FULL, here or behind the error it caused (SQLite may roll the transaction back itself, and the
-    explicit ROLLBACK that follows then fails with 'no transaction is active')."""
-    while exc is not None:
-        if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-                                               or "database or disk is full" in str(exc)):
-            return True
-        exc = exc.__context__
-    return False
-
-
 def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: Config, workers: int = 0,
                        engine: str = "local", address: Optional[str] = None, quiet: bool = False) -> Summary:
     """Process files, folders and globs into the library store at ``db_path``; see the module docstring.
@@ -529,43 +576,54 @@ def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: C
     lcfg = cfg.library
     db_path = Path(db_path).expanduser()
     paths = [str(p) for p in expand_inputs([str(i) for i in inputs])]
-    workers = workers or lcfg.workers or max(1, min(_cores(), lcfg.max_auto_workers))
     if engine not in ("local", "ray"):
         raise AvidError(f"--engine must be local or ray, not {engine!r}")
+    workers = _worker_count(workers or lcfg.workers, lcfg.max_auto_workers, on_this_machine=address is None)
     if engine == "ray":
         _import_ray()    # a missing package is reported before any work starts
     summary = Summary(total=len(paths))
+    new_store = not db_path.exists()
     gallery = Gallery(db_path)
     try:
         with writer_lock(db_path, lcfg.lock_timeout_seconds):
-            ensure_library_tables(gallery)
-            done = _done_hashes(db_path)
-            bar = tqdm(total=len(paths), unit="file", desc="avid process", disable=quiet or not sys.stderr.isatty(),
-                       dynamic_ncols=True)
-            with bar:
-                jobs = _jobs(paths, done, summary, bar, lcfg.hash_block_bytes)
-                if engine == "ray":
-                    outcomes = _run_ray(jobs, cfg, workers, address)
-                elif workers == 1:
-                    outcomes = _run_serial(jobs, cfg)
-                else:
-                    outcomes = _run_pool(jobs, cfg, workers)
-                _write_all(gallery, outcomes, summary, bar)
-            if summary.processed and gallery.people():
-                from .learning import learn_from_library
+            try:
+                ensure_library_tables(gallery)
+                done = _done_hashes(db_path)
+                bar = tqdm(total=len(paths), unit="file", desc="avid process",
+                           disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+                with bar:
+                    digests: dict[str, str] = {}
+                    jobs = _jobs(paths, done, summary, bar, lcfg.hash_block_bytes, digests)
+                    if engine == "ray":
+                        outcomes = _run_ray(jobs, cfg, workers, address)
+                    elif workers == 1:
+                        outcomes = _run_serial(jobs, cfg)
+                    else:
+                        outcomes = _run_pool(jobs, cfg, workers)
+                    _write_all(gallery, outcomes, summary, bar)
+                _settle_duplicates(summary, digests)
+                if summary.processed and gallery.people():
+                    from .learning import learn_from_library
 
-                summary.learned = learn_from_library(gallery, cfg).learned
+                    summary.learned = learn_from_library(gallery, cfg).learned
+            finally:
+                if new_store and not summary.processed:     # nothing stored: no empty store is left behind
+                    gallery.close()
+                    remove_store(db_path)
+                    db_path.with_name(db_path.name + ".lock").unlink(missing_ok=True)
     finally:
         gallery.close()
     summary.seconds = time.monotonic() - started
-    if not quiet:
-        for line in summary.lines():
-            print(f"avid: {line}", file=sys.stderr)
+    lines = summary.lines()
+    for line in lines if not quiet else lines[:len(summary.failed)]:     # quiet: the failures still
+        print(f"avid: {line}", file=sys.stderr)
     return summary
 
 
-def _jobs(paths: list[str], done: set[str], summary: Summary, bar: tqdm, block: int) -> Iterator[Job]:
-    """Hash each file as the engines ask for work; skip what the store or this run already has."""
+def _jobs(paths: list[str], done: set[str], summary: Summary, bar: tqdm, block: int,
+          digests: dict[str, str]) -> Iterator[Job]:
+    """Hash each file as the engines ask for work (into ``digests``, by path); skip what the store or this run
+    already has."""
     seen: set[str] = set()
     for path in paths:
         try:
@@ -574,6 +632,7 @@ def _jobs(paths: list[str], done: set[str], summary: Summary, bar: tqdm, block: 
             summary.failed.append((path, f"cannot read ({exc.strerror or exc})"))
             bar.update(1)
             continue
+        digests[path] = digest
         if digest in done:
             summary.skipped.append(path)
             bar.update(1)
@@ -585,17 +644,25 @@ def _jobs(paths: list[str], done: set[str], summary: Summary, bar: tqdm, block: 
             yield path, digest
 
 
+def _settle_duplicates(summary: Summary, digests: dict[str, str]) -> None:
+    """A copy of a file that failed (two empty files, two text files) fails with it: a duplicate is a copy of
+    media that was stored."""
+    failed = {digests[path]: error for path, error in summary.failed if path in digests}
+    for path in list(summary.duplicates):
+        if digests[path] in failed:
+            summary.duplicates.remove(path)
+            summary.failed.append((path, failed[digests[path]]))
+
+
 def _write_all(gallery: Gallery, outcomes: Iterator[FileOutcome], summary: Summary, bar: tqdm) -> None:
     """The single writer: store each outcome as it arrives. A full disk stops the run (the engines are closed)."""
     with contextlib.closing(outcomes):
         for outcome in outcomes:
             try:
                 stored = _store_outcome(gallery, outcome)
-            except sqlite3.OperationalError as exc:
-                if _is_disk_full(exc):
-                    raise StoreError(f"disk full while storing {outcome.path}; that file was not stored and "
-                                     f"everything before it is; free space and run again", gallery.path) from None
-                raise StoreError(f"cannot write to the library ({exc})", gallery.path) from None
+            except DiskFullError:
+                raise DiskFullError(f"disk full while storing {outcome.path}; that file was not stored and "
+                                    f"everything before it is; free space and run again", gallery.path) from None
             except StoreError as err:      # e.g. embeddings from another encoder than the store holds
                 outcome.error, outcome.observations = err.problem, []
                 with contextlib.suppress(StoreError):
@@ -718,7 +785,7 @@ def search(db: str | Path, image: Optional[str] = None, audio: Optional[str] = N
     """
     if sum(x is not None for x in (image, audio, video, person)) != 1:
         raise AvidError("search needs exactly one of --image, --audio, --video, --person")
-    db = Path(db).expanduser()
+    db = existing_store(Path(db).expanduser())
     cfg = cfg or load_config()
     scfg = cfg.library.search
     top_k = top_k or scfg.top_k
@@ -789,9 +856,7 @@ def search_text(db: str | Path, text: str, person: Optional[str] = None, top_k: 
                 cfg: Optional[Config] = None) -> list[TextHit]:
     """Where ``text`` was said in the library (files processed with ``--transcribe``), best first: every time it
     was said, when and by whom (of up to ``top_k`` matching speaker turns); ``person`` keeps that person's only."""
-    db = Path(db).expanduser()
-    if not db.exists():
-        raise StoreError("library not found (process files into it first: avid process DIR --db ...)", db)
+    db = existing_store(Path(db).expanduser())
     cfg = cfg or load_config()
     top_k = top_k or cfg.library.search.top_k
     with _read_connection(db) as conn:
@@ -842,7 +907,7 @@ def library_index(db: Path, conn: sqlite3.Connection, modality: str, cfg: Config
     index = build_index(*_library_vectors(conn, modality), cfg=cfg, exact=False)
     folder.mkdir(mode=0o700, exist_ok=True)
     index.save(path)
-    key_path.write_text(key)
+    write_private_text(key_path, key)
     return index
 
 
@@ -906,7 +971,7 @@ def unknown_clusters(db: str | Path, cfg: Config) -> list[UnknownCluster]:
     ``min_cooccurrence`` of its speech that was heard with a face was heard with that face cluster. Face clusters get a thumbnail JPEG in
     ``<db>-thumbnails/`` (private to the user; removed with any deleted person).
     """
-    db = Path(db).expanduser()
+    db = existing_store(Path(db).expanduser())
     ucfg = cfg.library.unknown
     with contextlib.closing(Gallery(db)) as gallery:
         ensure_library_tables(gallery)
@@ -1026,7 +1091,7 @@ def name_cluster(db: str | Path, cluster_id: int, name: str, cfg: Optional[Confi
     from .identify import refresh_z_prototypes
     from .learning import learn_from_library
 
-    db = Path(db).expanduser()
+    db = existing_store(Path(db).expanduser())
     with contextlib.closing(Gallery(db)) as gallery:
         ensure_library_tables(gallery)
         with gallery.transaction() as tx:

@@ -6,12 +6,13 @@ the length of the input. PyAV (FFmpeg) does the decoding; problems surface as Me
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import av
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MediaError
 from .types import Frame, MediaInfo
@@ -24,6 +25,9 @@ SUPPORTED_EXTENSIONS = IMAGE_EXTENSIONS | AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
 # FFmpeg's log goes nowhere (PyAV's default); problems are reported through MediaError. Routing it into Python with
 # av.logging.set_level(...) can deadlock FFmpeg's decoder threads against the GIL when a decoder is closed early.
 av.logging.set_level(None)
+
+# Pillow's own decompression-bomb limit is replaced by media.max_image_pixels, checked on the header before any decode.
+Image.MAX_IMAGE_PIXELS = None
 
 # A decoded video may end this much before its declared duration without being called truncated.
 TRUNCATION_TOLERANCE_SECONDS = 1.0
@@ -60,20 +64,26 @@ def _open(path: Path) -> av.container.InputContainer:
         raise MediaError(f"cannot open media ({exc.__class__.__name__}: {exc})", path) from None
 
 
-def probe(path: str | Path) -> MediaInfo:
-    """Describe a media file without decoding it; MediaError if it is missing, empty, corrupt or unsupported."""
+def probe(path: str | Path, max_pixels: int | None = None) -> MediaInfo:
+    """Describe a media file without decoding it; MediaError if it is missing, empty, corrupt or unsupported, or an
+    image of more than ``max_pixels`` (default media.max_image_pixels)."""
     path = Path(path)
     kind = media_kind(path)
     _check_file(path)
     if kind == "image":
-        image = load_image(path)
-        return MediaInfo(path=str(path), kind="image", width=image.shape[1], height=image.shape[0], has_video=True)
+        with _open_image(path, max_pixels) as img:
+            width, height = _upright_size(img)
+        return MediaInfo(path=str(path), kind="image", width=width, height=height, has_video=True)
     with _open(path) as container:
         video = container.streams.video[0] if container.streams.video else None
         audio = container.streams.audio[0] if container.streams.audio else None
         # An audio file may carry a cover picture as a "video" stream; it is not a video.
         if video is not None and (kind == "audio" or video.disposition & av.stream.Disposition.attached_pic):
             video = None
+        if audio is not None and not audio.codec_context.sample_rate:    # FFmpeg guessed, and found no sound
+            if kind == "audio":
+                raise MediaError("not audio: no sound can be decoded from it (a text file renamed?)", path)
+            audio = None
         if video is None and audio is None:
             raise MediaError("no audio or video stream", path)
         duration = _duration(container, video, audio)
@@ -206,18 +216,56 @@ def load_audio(path: str | Path, sample_rate: int = 16000, start: float | None =
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """An image file as an RGB uint8 array (EXIF orientation applied)."""
-    path = Path(path)
+@lru_cache(maxsize=1)
+def _packaged_max_pixels() -> int:
+    from .config import load_config
+
+    return int(load_config().media.max_image_pixels)
+
+
+def _open_image(path: Path, max_pixels: int | None) -> Image.Image:
+    """The image opened lazily (its header read, nothing decoded); MediaError when it is not an image or has more
+    pixels than ``max_pixels`` (a decompression bomb: a small file that decodes to gigabytes)."""
     _check_file(path)
     try:
-        with Image.open(path) as img:
-            from PIL import ImageOps
-
-            img = ImageOps.exif_transpose(img)
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        img = Image.open(path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise MediaError(f"not a readable image ({exc.__class__.__name__})", path) from None
+    limit = max_pixels or _packaged_max_pixels()
+    if img.width * img.height > limit:
+        img.close()
+        raise MediaError(f"image is {img.width} x {img.height} pixels, more than media.max_image_pixels ({limit}): "
+                         f"refused unread (a decompression bomb?)", path)
+    return img
+
+
+def _upright_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) as displayed: EXIF orientations 5-8 turn the picture a quarter. Only EXIF read with the
+    header counts (asked for more, Pillow decodes a whole PNG to look for it at its end)."""
+    turned = "exif" in img.info and img.getexif().get(0x0112) in (5, 6, 7, 8)
+    return (img.height, img.width) if turned else img.size
+
+
+def load_image(path: str | Path, max_side: int | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """An image file as an RGB uint8 array (EXIF orientation applied).
+
+    With ``max_side``, a larger image is reduced by a whole factor while it is decoded, to no less than
+    ``max_side`` on its longer side (JPEG decodes at 1/2, 1/4 or 1/8 scale; others are decoded once and reduced),
+    so a huge photo never exists several times over at full size. Images of more than ``max_pixels`` (default
+    media.max_image_pixels) are refused before decoding.
+    """
+    path = Path(path)
+    with _open_image(path, max_pixels) as img:
+        try:
+            factor = max(img.size) // max_side if max_side else 1
+            if factor > 1:
+                img.draft("RGB", (-(-img.width // factor), -(-img.height // factor)))
+                factor = max(img.size) // max_side
+                if factor > 1:
+                    img = img.reduce(factor)       # keeps the EXIF orientation (the image's info) for below
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise MediaError(f"not a readable image ({exc.__class__.__name__})", path) from None
 
 
 def content_hash(path: str | Path, block_bytes: int = 1 << 20) -> str:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import ctypes
 import math
+import struct
 import threading
 import wave
+import zlib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -464,6 +466,23 @@ def write_image(path: str | Path, image: np.ndarray, quality: int = 92) -> Path:
     path = Path(path)
     Image.fromarray(image).save(path, quality=quality)
     return path
+
+
+def write_large_png(path: str | Path, width: int, height: int, rows: int | None = None) -> Path:
+    """A grey RGB PNG of any size, written row by row (never held whole): mostly constant, so small on disk. With
+    ``rows`` only that many rows of data follow the header (the header is what a decompression-bomb check reads)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes([128, 128, 128]) * width       # filter byte 0, then the pixels
+    compressor, data = zlib.compressobj(9), []
+    for _ in range(height if rows is None else rows):
+        data.append(compressor.compress(row))
+    data.append(compressor.flush())
+    with open(path, "wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)))
+        fh.write(chunk(b"IDAT", b"".join(data)) + chunk(b"IEND", b""))
+    return Path(path)
 
 
 def write_cut(source: str | Path, path: str | Path, start: float, duration: float, fps: int = 25) -> Path:

@@ -278,7 +278,7 @@ def test_cli_refuses_bad_arguments(speech_wav, tmp_path, capsys):
     from avid.cli import main
 
     assert main(["label", str(speech_wav), "--db", str(tmp_path / "none.db")]) != 0
-    assert "gallery database not found" in capsys.readouterr().err
+    assert "no gallery database here" in capsys.readouterr().err
     assert main(["label", str(speech_wav), "--min-speakers", "3", "--max-speakers", "2"]) != 0
     assert main(["label", str(speech_wav), "--format", "json,docx", "--out", str(tmp_path)]) != 0
 

@@ -17,7 +17,7 @@ import pytest
 
 from avid import library, synthetic
 from avid.config import load_config
-from avid.errors import StoreError
+from avid.errors import DiskFullError, StoreError
 from avid.gallery import Gallery
 from avid.library import (FileOutcome, WORKER_DIED, compare_contents, library_contents, name_cluster,
                           process_collection, search, unknown_clusters, writer_lock)
@@ -164,7 +164,7 @@ def test_full_disk_stops_cleanly_and_a_rerun_completes(reference, media, cfg, tm
             self._db.execute(f"PRAGMA max_page_count = {pages + 1}")
 
     monkeypatch.setattr(library, "Gallery", SmallDisk)
-    with pytest.raises(StoreError, match="disk full"):
+    with pytest.raises(DiskFullError, match="disk full"):
         process_collection([media["lib"]], db, cfg, workers=1, quiet=True)
     partial = library_contents(db)
     stored = {row[0] for row in partial["files"] if row[1] == "done"}
@@ -190,6 +190,31 @@ def test_killed_worker_fails_only_its_file_and_the_run_goes_on(cfg):
     assert sorted(by_path) == sorted(name for name, _ in jobs) and len(outcomes) == len(jobs)
     assert by_path["kill-me"].error == WORKER_DIED
     assert all(o.error is None for name, o in by_path.items() if name != "kill-me")
+
+
+def test_a_worker_dying_between_two_submits_sends_their_files_to_be_retried_alone(cfg):
+    """The pool can break while the parent submits (a worker killed from outside): found by the fault injection."""
+    from collections import deque
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    class BreakingPool:
+        def __init__(self):
+            self.submitted = 0
+
+        def submit(self, task, path, digest, cfg):
+            self.submitted += 1
+            if self.submitted == 2:
+                raise BrokenProcessPool("a child process terminated abruptly")
+            return Future()                   # in flight, never done
+
+    suspects: deque = deque()
+    jobs = iter([("a", "hash-a"), ("b", "hash-b"), ("c", "hash-c")])
+    drained = library._drain_pool(BreakingPool(), jobs, suspects, 2, cfg, _task_that_dies_on)
+    with pytest.raises(StopIteration) as stop:
+        next(drained)
+    assert stop.value.value is True                              # broken: a fresh pool takes over
+    assert sorted(suspects) == [("a", "hash-a"), ("b", "hash-b")] and next(jobs) == ("c", "hash-c")
 
 
 @pytest.mark.slow

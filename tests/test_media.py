@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -279,3 +280,38 @@ def test_awkward_file_name_works(awkward_name_video, synthetic, tmp_path):
     broken = synthetic.write_empty(tmp_path / "vidéo vide ñ.mp4")
     with pytest.raises(MediaError, match="vidéo vide ñ.mp4: file is empty"):
         media.probe(broken)
+
+
+def test_image_beyond_the_pixel_limit_is_refused_unread(synthetic, tmp_path):
+    bomb = synthetic.write_large_png(tmp_path / "bomb.png", 40000, 40000, rows=1)    # 4.8 GB once decoded
+    for read in (media.probe, media.load_image):
+        with pytest.raises(MediaError, match=r"40000 x 40000 pixels.*media.max_image_pixels") as err:
+            read(bomb)
+        assert err.value.path == str(bomb)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="peak memory is read from /proc")
+def test_huge_photo_is_decoded_reduced_in_bounded_memory(synthetic, tmp_path):
+    """12000 x 12000 (432 MB as RGB) took 3.4 GB: it is decoded once, reduced to what detection uses."""
+    path = synthetic.write_large_png(tmp_path / "huge.png", 12000, 12000)
+    # VmHWM: this process's own peak (ru_maxrss would count the forked copy of a large pytest process)
+    code = ("import re, sys; from avid import media; p = sys.argv[1]; info = media.probe(p); "
+            "image = media.load_image(p, max_side=1280); "
+            "peak = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+            "print(info.width, info.height, *image.shape[:2], peak)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    width, height, rows, cols, peak_kb = map(int, proc.stdout.split())
+    assert (width, height) == (12000, 12000) and 1280 <= rows == cols < 2 * 1280
+    assert peak_kb < 800_000, f"peak memory {peak_kb / 1e6:.2f} GB"
+
+
+def test_reduced_jpeg_keeps_its_orientation(synthetic, tmp_path):
+    photo = cv2.resize(synthetic.grace_hopper_face(), (2560, 3000))       # 3000 high, 2560 wide
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(photo).save(tmp_path / "rotated.jpg", exif=exif)
+    info = media.probe(tmp_path / "rotated.jpg")
+    assert (info.width, info.height) == (3000, 2560)
+    image = media.load_image(tmp_path / "rotated.jpg", max_side=1280)
+    assert image.shape[:2] == (1280, 1500)

@@ -154,3 +154,30 @@ def test_entry_point_exit_code_and_no_traceback(bad_inputs, tmp_path):
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == MediaError.exit_code
     assert "Traceback" not in proc.stderr and str(bad_inputs["text_as_mp4"]) in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["process", "enroll", "query", "search"])
+def test_decompression_bomb_is_one_line_naming_the_file_in_every_command(synthetic, command, tmp_path, capsys):
+    from avid.gallery import Gallery
+
+    bomb = synthetic.write_large_png(tmp_path / "bomb.png", 40000, 40000, rows=1)
+    db = tmp_path / "g.db"
+    with Gallery(db) as gallery:
+        gallery.add_person("Ann")        # a query of an empty gallery is refused before the file is read
+    argv = {"process": ["process", str(bomb), "--out", str(tmp_path / "out")],
+            "enroll": ["enroll", "Bob", "--image", str(bomb), "--db", str(db)],
+            "query": ["query", "--image", str(bomb), "--db", str(db)],
+            "search": ["search", "--image", str(bomb), "--db", str(db)]}[command]
+    code, _, err = run_cli(capsys, "--quiet", *argv)
+    assert code == MediaError.exit_code
+    assert err.count("\n") == 1 and str(bomb) in err and "40000 x 40000 pixels" in err
+
+
+def test_a_photo_decoded_reduced_gives_boxes_in_its_own_pixels(synthetic, tmp_path):
+    small = synthetic.astronaut_face()                                   # 512 x 512
+    big = np.kron(small, np.ones((6, 6, 1), np.uint8))                   # 3072 x 3072: decoded at 1/2
+    cfg = load_config()
+    models = ingest.Models(cfg)
+    boxes = [ingest.process_file(synthetic.write_image(tmp_path / f"{name}.png", image), cfg, models)
+             .face_tracks[0].detections[0].box for name, image in (("small", small), ("big", big))]
+    assert np.allclose(np.array(boxes[1]) / 6, boxes[0], atol=6)

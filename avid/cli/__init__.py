@@ -2,7 +2,7 @@
 
 Each command group lives in its own module in this package and exposes ``register(subparsers)``, which adds its
 sub-commands and sets ``func`` on them. Errors a user can act on (AvidError) print as one line, no traceback, and
-exit with the error's code; Ctrl-C exits with 130.
+exit with the error's code; Ctrl-C or SIGTERM stops the run (what is stored stays stored) and exits with 130.
 """
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import signal
+import sqlite3
 import sys
+import threading
 import warnings
 
-from ..errors import AvidError
+from ..config import load_config
+from ..errors import DISK_FULL, AvidError, DiskFullError
+from ..gallery import store_error
+from ._common import gallery_path
 
 # Third-party packages we depend on (webrtcvad, face_recognition_models, resemblyzer) import deprecated APIs; their
 # warnings say nothing a user of avid can act on.
@@ -22,7 +28,8 @@ warnings.filterwarnings("ignore", module="resemblyzer")
 warnings.filterwarnings("ignore", message="'uem' was approximated", category=UserWarning)
 
 EXIT_PARTIAL = 10    # a multi-file run where some files failed and the rest succeeded
-EXIT_INTERRUPTED = 130
+EXIT_ALL_FAILED = 11  # a multi-file run (or process --db) where every file failed
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,19 +47,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt      # SIGTERM (a service stopping, a job killed) ends a run as Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> int:
+    in_main_thread = threading.current_thread() is threading.main_thread()   # the one that may take signals
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("avid: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
                         format="avid: %(message)s")
     try:
+        if args.config:
+            load_config(args.config)      # a bad --config is said first, whatever the command reads of it
         return int(args.func(args) or 0)
     except AvidError as err:
         print(f"avid: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("avid: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except sqlite3.Error as exc:      # a store problem met outside avid.gallery's own checks
+        err = store_error(exc, gallery_path(getattr(args, "db", None)))
+        print(f"avid: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        print(f"avid: error: {exc.filename or ''}{': ' if exc.filename else ''}disk full ({exc.strerror})",
+              file=sys.stderr)
+        return DiskFullError.exit_code
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from ._common import add_db_argument, config_from_args, open_gallery
+from ._common import add_db_argument, at_least, config_from_args, open_gallery
 
 
 def register(subparsers) -> None:
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("--image", nargs="+", default=[], metavar="F", help="photos of the person")
     parser.add_argument("--audio", nargs="+", default=[], metavar="F", help="audio clips of the person speaking")
     parser.add_argument("--video", nargs="+", default=[], metavar="F", help="videos of the person speaking")
-    parser.add_argument("--track", type=int, metavar="ID", help="face track of the video to enrol instead")
+    parser.add_argument("--track", type=at_least(0), metavar="ID", help="face track of the video to enrol instead")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--add", action="store_true", help="add to a person who is already enrolled")
     add_db_argument(parser)

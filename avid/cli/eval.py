@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import config_from_args
+from ._common import config_from_args, seconds
 
 
 def register(subparsers) -> None:
@@ -16,7 +16,7 @@ def register(subparsers) -> None:
                                            "--identification scores names as they are, without optimal mapping.")
     diar.add_argument("--ref", required=True, metavar="REF.rttm")
     diar.add_argument("--hyp", required=True, metavar="HYP.rttm")
-    diar.add_argument("--collar", type=float, default=0.5,
+    diar.add_argument("--collar", type=seconds, default=0.5,
                       help="total forgiveness width around each reference boundary, seconds (default 0.5 = "
                            "0.25 s each side)")
     diar.add_argument("--skip-overlap", action="store_true", help="do not score overlapped speech")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import AvidError
+from ..errors import AvidError, StoreError
 from ..export import FORMATS, write_outputs
 from ..ingest import output_stem
 from ..label import label_recording
@@ -89,7 +89,7 @@ def _open_gallery(db: str | None, create: bool):
     path = gallery_path(db)
     if not path.exists() and not create:
         if db:
-            raise AvidError("gallery database not found", path)
+            raise StoreError("no gallery database here (enrol someone first: avid enroll NAME ...)", path)
         return None
     return Gallery(path)
 

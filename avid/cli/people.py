@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..errors import AvidError
-from ._common import add_db_argument, config_from_args, gallery_path, open_gallery
+from ._common import add_db_argument, at_least, config_from_args, gallery_path, open_gallery
 
 
 def register(subparsers) -> None:
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
     unknown.set_defaults(func=run_unknown)
 
     name = commands.add_parser("name", help="name every observation of an unknown cluster at once")
-    name.add_argument("cluster", type=int, metavar="CLUSTER")
+    name.add_argument("cluster", type=at_least(1), metavar="CLUSTER")
     name.add_argument("name", metavar="NAME")
     name.set_defaults(func=run_name)
 
@@ -64,7 +64,7 @@ def register(subparsers) -> None:
                                              "this person again. Enrolled and named observations are kept.")
     forget.add_argument("name", metavar="NAME")
     which = forget.add_mutually_exclusive_group(required=True)
-    which.add_argument("--observation", type=int, nargs="+", metavar="ID", help="learned observation ids "
+    which.add_argument("--observation", type=at_least(1), nargs="+", metavar="ID", help="learned observation ids "
                                                                                  "(`avid people show NAME`)")
     which.add_argument("--all-learned", action="store_true", help="every learned observation of the person")
     forget.set_defaults(func=run_forget)

@@ -11,9 +11,9 @@ from tqdm import tqdm
 from ..errors import AvidError
 from ..ingest import Models, output_stem, process_file, write_result
 from ..inputs import expand_inputs
-from . import EXIT_PARTIAL
+from . import EXIT_ALL_FAILED, EXIT_PARTIAL
 from ..config import load_config
-from ._common import config_from_args
+from ._common import at_least, config_from_args
 
 log = logging.getLogger("avid")
 
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     where.add_argument("--out", metavar="DIR", help="output folder")
     where.add_argument("--db", metavar="DB", help="library database to process into (resumable: a rerun skips "
                        "finished files); search it with `avid search`")
-    parser.add_argument("--workers", type=int, default=0, metavar="N",
+    parser.add_argument("--workers", type=at_least(0), default=0, metavar="N",
                         help="with --db: parallel worker processes (default library.workers: one per core)")
     parser.add_argument("--engine", choices=["local", "ray"],
                         help="with --db: a local process pool (default) or Ray tasks")
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                                      quiet=args.quiet)
         if summary.ok:
             return 0
-        return EXIT_PARTIAL if len(summary.failed) < summary.total else 1
+        return EXIT_PARTIAL if len(summary.failed) < summary.total else EXIT_ALL_FAILED
     paths = expand_inputs(args.inputs)
     models = Models(cfg)
     out_dir = Path(args.out)
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
               f"{len(result.speech_regions)} speech regions")
     if failures and len(paths) > 1:
         print(f"avid: {len(failures)} of {len(paths)} inputs failed", file=sys.stderr)
-        return EXIT_PARTIAL if len(failures) < len(paths) else failures[0].exit_code
+        return EXIT_PARTIAL if len(failures) < len(paths) else EXIT_ALL_FAILED
     return failures[0].exit_code if failures else 0
 
 

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from ._common import add_db_argument, config_from_args, open_gallery
+from ._common import add_db_argument, at_least, config_from_args, open_gallery
 
 
 def register(subparsers) -> None:
@@ -18,8 +18,8 @@ def register(subparsers) -> None:
     parser.add_argument("--audio", metavar="F", help="voice clip")
     parser.add_argument("--video", metavar="F", help="video (the face seen talking, or the one that dominates, and "
                                                      "its speech)")
-    parser.add_argument("--track", type=int, metavar="ID", help="face track of the video to use instead")
-    parser.add_argument("--top-k", type=int, metavar="K", help="how many people to list (default from the config)")
+    parser.add_argument("--track", type=at_least(0), metavar="ID", help="face track of the video to use instead")
+    parser.add_argument("--top-k", type=at_least(1), metavar="K", help="how many people to list (default from the config)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     add_db_argument(parser)
     parser.set_defaults(func=run)

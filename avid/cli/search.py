@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import config_from_args, gallery_path
+from ._common import at_least, config_from_args, gallery_path
 
 
 def register(subparsers) -> None:
@@ -22,8 +22,8 @@ def register(subparsers) -> None:
                                                     "with it; --track picks one of several)")
     query.add_argument("--person", metavar="NAME", help="a person in the gallery")
     parser.add_argument("--text", metavar="PHRASE", help="words said (with --person: said by that person)")
-    parser.add_argument("--track", type=int, metavar="ID", help="with --video: the face track to search with")
-    parser.add_argument("--top-k", type=int, metavar="K", help="most files (with --text: speaker turns) to list "
+    parser.add_argument("--track", type=at_least(0), metavar="ID", help="with --video: the face track to search with")
+    parser.add_argument("--top-k", type=at_least(1), metavar="K", help="most files (with --text: speaker turns) to list "
                                                                "(default library.search.top_k)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--db", metavar="DB", help="library database (default: the gallery file, $AVID_DB)")
