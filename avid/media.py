@@ -80,6 +80,11 @@ def probe(path: str | Path, max_pixels: int | None = None) -> MediaInfo:
         # An audio file may carry a cover picture as a "video" stream; it is not a video.
         if video is not None and (kind == "audio" or video.disposition & av.stream.Disposition.attached_pic):
             video = None
+        if audio is not None and audio.codec_context is None:    # a stream FFmpeg has no decoder for
+            if kind == "audio" and video is None:
+                raise MediaError("unsupported audio encoding (no decoder for it): convert it, for example to "
+                                 "16-bit PCM WAV or FLAC", path)
+            audio = None
         if audio is not None and not audio.codec_context.sample_rate:    # FFmpeg guessed, and found no sound
             if kind == "audio":
                 raise MediaError("not audio: no sound can be decoded from it (a text file renamed?)", path)

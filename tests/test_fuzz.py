@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -30,8 +31,12 @@ FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
 
 @pytest.fixture(scope="module")
 def place(tmp_path_factory) -> dict[str, Path]:
-    """A gallery of two people, a cheap configuration, and files that each fail early (missing, text, empty)."""
+    """A gallery of two people, a cheap configuration, and files that each fail early (missing, text, empty).
+    The tests run inside it: a relative path drawn (such as '' for the current folder) stays in it, not in the
+    checkout, whose .venv holds thousands of media files."""
     root = tmp_path_factory.mktemp("fuzz")
+    previous = os.getcwd()
+    os.chdir(root)
     rng = np.random.default_rng(0)
     with Gallery(root / "template.db") as gallery:
         for name in ("Ann", "Bob"):
@@ -40,10 +45,11 @@ def place(tmp_path_factory) -> dict[str, Path]:
                 gallery.add_observation(name, "face", rng.standard_normal(128).astype(np.float32), "dlib", "x.jpg")
     (root / "cheap.yaml").write_text("shared: {train: {steps: 1}}\n")
     (root / "folder").mkdir()
-    return {"root": root, "template": root / "template.db", "cheap": root / "cheap.yaml",
-            "missing": root / "missing.jpg", "text": synthetic.write_text_as(root / "notes.jpg"),
-            "text_wav": synthetic.write_text_as(root / "notes.wav"),
-            "empty": synthetic.write_empty(root / "empty.mp4"), "folder": root / "folder"}
+    yield {"root": root, "template": root / "template.db", "cheap": root / "cheap.yaml",
+           "missing": root / "missing.jpg", "text": synthetic.write_text_as(root / "notes.jpg"),
+           "text_wav": synthetic.write_text_as(root / "notes.wav"),
+           "empty": synthetic.write_empty(root / "empty.mp4"), "folder": root / "folder"}
+    os.chdir(previous)
 
 
 def run(argv: list[str]) -> tuple[int, str]:

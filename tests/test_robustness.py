@@ -194,6 +194,18 @@ def test_text_renamed_flac_is_not_audio(tmp_path):
     assert "not audio" in summary.failed[0][1]
 
 
+def test_audio_in_an_encoding_ffmpeg_cannot_decode_is_one_line(tmp_path, capsys):
+    """A WAV whose format tag no decoder knows (as scipy's 36-bit test files): refused naming it, no traceback."""
+    import struct
+
+    fmt = struct.pack("<HHIIHH", 0x1234, 1, 8000, 16000, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", 3200) + bytes(3200)
+    path = tmp_path / "odd.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    code, _, err = run_cli(capsys, "process", str(path), "--out", str(tmp_path / "out"))
+    assert code == 3 and "odd.wav: unsupported audio encoding" in err and "Traceback" not in err
+
+
 def test_process_db_where_every_input_fails_leaves_no_store(tmp_path, capsys):
     bad = [synthetic.write_empty(tmp_path / "a.mp4"), synthetic.write_text_as(tmp_path / "b.wav")]
     db = tmp_path / "lib.db"
