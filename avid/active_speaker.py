@@ -67,22 +67,25 @@ def crowded_speech(tracks: list[FaceTrack], regions: list[SpeechRegion], cfg: Co
     return [(max(a, r.start), min(b, r.end)) for a, b in crowded for r in regions if min(b, r.end) > max(a, r.start)]
 
 
-def _mouth_corners(track: FaceTrack, times: np.ndarray, max_gap: float) -> np.ndarray:
-    """(len(times), 2, 2) mouth corners of a track at arbitrary times, interpolated between its sampled
-    detections no further apart than ``max_gap``; NaN elsewhere."""
-    usable = [d for d in track.detections if d.landmarks is not None]
-    out = np.full((len(times), 2, 2), np.nan)
-    if len(usable) < 2:
-        return out
-    at = np.array([d.time for d in usable])
-    corners = np.stack([np.asarray(d.landmarks, dtype=np.float64)[3:5] for d in usable])
-    after = np.clip(np.searchsorted(at, times), 1, len(at) - 1)
-    before = after - 1
-    close = (times >= at[before]) & (times <= at[after]) & (at[after] - at[before] <= max_gap)
-    weight = ((times - at[before]) / np.maximum(at[after] - at[before], 1e-9))[:, None, None]
-    mixed = (1 - weight) * corners[before] + weight * corners[after]
-    out[close] = mixed[close]
-    return out
+class _Mouth:
+    """A face track's mouth corners at any time, interpolated between its sampled detections no further apart
+    than ``max_gap`` (None elsewhere)."""
+
+    def __init__(self, track: FaceTrack, max_gap: float):
+        usable = [d for d in track.detections if d.landmarks is not None]
+        self.times = np.array([d.time for d in usable])
+        self.corners = np.stack([np.asarray(d.landmarks, dtype=np.float64)[3:5] for d in usable]) if usable else None
+        self.max_gap = max_gap
+
+    def at(self, t: float) -> Optional[np.ndarray]:
+        if self.corners is None or len(self.times) < 2:
+            return None
+        after = int(np.clip(np.searchsorted(self.times, t), 1, len(self.times) - 1))
+        t0, t1 = self.times[after - 1], self.times[after]
+        if not t0 <= t <= t1 or t1 - t0 > self.max_gap:
+            return None
+        weight = (t - t0) / max(t1 - t0, 1e-9)
+        return (1 - weight) * self.corners[after - 1] + weight * self.corners[after]
 
 
 def _darkness(gray: np.ndarray, corners: np.ndarray, scale: float) -> float:
@@ -137,19 +140,17 @@ def lip_sync(path: str | Path, info: MediaInfo, tracks: list[FaceTrack], regions
     half = float(opts.window_seconds) / 2
     wanted = [(max(0.0, a - half), b + half) for a, b in stretches]
     times, darkness = [], {track.id: [] for track in tracks}
-    corners_of = {}
-    frames = list(media.iter_frames(path, info.fps or 25.0, max_side=int(opts.max_side), gray=True, within=wanted))
-    if not frames:
-        return None
-    times = np.array([f.time for f in frames])
-    for track in tracks:
-        corners_of[track.id] = _mouth_corners(track, times, float(opts.max_gap_seconds))
-    for k, frame in enumerate(frames):
-        for track in tracks:
-            corners = corners_of[track.id][k]
-            darkness[track.id].append(np.nan if np.isnan(corners).any()
-                                      else _darkness(frame.image, corners, frame.scale))
+    mouths = {track.id: _Mouth(track, float(opts.max_gap_seconds)) for track in tracks}
     fps = info.fps or 25.0
+    # Streamed: a frame is reduced to one number per face as soon as it is decoded.
+    for frame in media.iter_frames(path, fps, max_side=int(opts.max_side), gray=True, within=wanted):
+        times.append(frame.time)
+        for track_id, mouth in mouths.items():
+            corners = mouth.at(frame.time)
+            darkness[track_id].append(np.nan if corners is None else _darkness(frame.image, corners, frame.scale))
+    if not times:
+        return None
+    times = np.array(times)
     sound = energy.around(times, 1.0 / fps)
     width = max(3, int(round(float(opts.window_seconds) * fps)))
     # Frames of separate stretches are not neighbours: each stretch is correlated on its own.
