@@ -242,8 +242,8 @@ def fuse(turns: list[SpeechTurn], links: dict[str, list[int]], sync: LipSync,
          cfg: Config) -> tuple[list[SpeechTurn], dict[str, list[int]]]:
     """The turns with the lips' say where two faces share the screen, and the links. Where one voice alone is
     heard but another speaker's mouth is the one talking, the speech is that speaker's (a change of talking mouth
-    splits a turn); a mouth that talks for ``min_new_speaker_seconds`` without being any voice's face
-    becomes a speaker of its own. Overlap the
+    splits a turn); a mouth that talks for ``min_new_speaker_seconds`` without being any voice's face is the
+    face of the voice without one that it talks along with most, or else a speaker of its own. Overlap the
     voices found stays; silence stays silence; elsewhere the audio's turns are kept as they are."""
     if not turns or not sync.scores:
         return turns, links
@@ -251,10 +251,20 @@ def fuse(turns: list[SpeechTurn], links: dict[str, list[int]], sync: LipSync,
     owner = {track: speaker for speaker, tracks in links.items() for track in tracks}
     talker = _talkers(sync, cfg)
     step = float(np.median(np.diff(sync.times))) if len(sync.times) > 1 else 0.04
+    need = float(cfg.active_speaker.min_new_speaker_seconds)
+    heard = _speaker_frames(turns, sync.times)
+    alone = sum(mask.astype(int) for mask in heard.values()) == 1
+    faceless = [s for s in heard if not any(t in sync.scores for t in links.get(s, []))]
     for track in sorted(set(talker[talker >= 0].tolist()) - set(owner)):
-        if (talker == track).sum() * step >= float(cfg.active_speaker.min_new_speaker_seconds):
-            speaker = _new_label(links)
-            links[speaker], owner[track] = [track], speaker
+        if (talker == track).sum() * step < need:
+            continue
+        # A talking mouth that is no voice's face is first the face of a voice without one on screen, the one
+        # heard alone most while it talks; else someone heard only over others: a speaker of their own.
+        votes = {s: int((heard[s] & alone & (talker == track)).sum()) for s in faceless if s not in owner.values()}
+        voice = max(votes, key=votes.get, default=None)
+        speaker = voice if voice is not None and votes[voice] * step >= need else _new_label(links)
+        links[speaker] = [track] + links.get(speaker, [])
+        owner[track] = speaker
     end = max(t.end for t in turns)
     grid = np.arange(0.0, end, GRID) + GRID / 2
     active = _speaker_frames(turns, grid)

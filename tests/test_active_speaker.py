@@ -81,6 +81,17 @@ def test_a_face_talking_that_no_voice_was_given_becomes_a_speaker(cfg):
     assert [(t.start, t.end) for t in fused] == [(0.5, pytest.approx(4.0, abs=0.04)), (pytest.approx(4.0, abs=0.04), 7.5)]
 
 
+def test_a_talking_face_is_first_the_face_of_a_voice_without_one(cfg):
+    """spk1 is a voice the sampled mouths linked to no face; the mouth of track 1 talks while spk1 alone is heard:
+    it is spk1's face, not a speaker of its own (one person split in two)."""
+    times = np.arange(0.0, 8.0, 0.04)
+    turns = [SpeechTurn(0.5, 3.5, "spk0"), SpeechTurn(4.0, 7.5, "spk1")]
+    sync = _sync(times, {0: [(0.5, 3.5)], 1: [(4.0, 7.5)]})
+    fused, links = fuse(turns, {"spk0": [0], "spk1": []}, sync, cfg)
+    assert links == {"spk0": [0], "spk1": [1]}
+    assert [t.speaker for t in fused] == ["spk0", "spk1"]
+
+
 def test_mouths_that_never_stand_out_leave_the_audio_turns(cfg):
     times = np.arange(0.0, 8.0, 0.04)
     turns = [SpeechTurn(0.5, 3.0, "spk0"), SpeechTurn(3.5, 7.5, "spk1")]
