@@ -93,6 +93,11 @@ def stretches(regions: Sequence[SpeechRegion], window: float) -> list[tuple[floa
     return [(a, b) for a, b in out]
 
 
+# Whisper's own fallback schedule (faster-whisper's default): a segment that fails its compression or
+# log-probability test is decoded again at the next temperature.
+WHISPER_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
 class Transcriber:
     """A Whisper model loaded once (lazily, by ``ingest.Models``) and the options to run it with."""
 
@@ -135,15 +140,12 @@ class Transcriber:
             audio = tape.read(start, end)
             if audio.size < tape.sample_rate * 0.1:
                 continue
-            segments, info = self._decode(audio, transcript.language)
+            segments, info = self._decode(audio, transcript.language, WHISPER_TEMPERATURES)
             if transcript.language is None:       # a multilingual model: detected once, on the first speech
                 transcript.language = info.language
             if any(self._loops(segment) for segment in segments):
-                # Whisper's own fallback, which its compression test misses in a short segment: decode again
-                # at a temperature (seeded, so that a rerun gives the same words).
-                import ctranslate2
-
-                ctranslate2.set_random_seed(0)
+                # A loop Whisper's own fallback misses (its compression test is blind in a short segment):
+                # decode the stretch again at a temperature.
                 segments = self._decode(audio, transcript.language, float(opts.retry_temperature))[0]
             for segment in segments:
                 if self._unsure(segment):
@@ -158,8 +160,12 @@ class Transcriber:
             transcript.warnings.append(f"most of the speech was not transcribed: the model was unsure of it{english}")
         return transcript
 
-    def _decode(self, audio: np.ndarray, language: Optional[str], temperature: float = 0.0):
-        """Whisper's segments (a list) of one stretch, and the model's info."""
+    def _decode(self, audio: np.ndarray, language: Optional[str], temperature):
+        """Whisper's segments (a list) of one stretch, and the model's info. Sampling at a temperature is seeded,
+        so that a rerun gives the same words."""
+        import ctranslate2
+
+        ctranslate2.set_random_seed(0)
         segments, info = self.model.transcribe(
             audio, language=language, beam_size=int(self.opts.beam_size), word_timestamps=True, vad_filter=False,
             condition_on_previous_text=False, without_timestamps=False, temperature=temperature)

@@ -23,7 +23,7 @@ from avid.gallery import Gallery
 from avid.ingest import Models
 from avid.label import label_recording
 from avid.library import process_collection, search_text, unknown_clusters
-from avid.transcribe import SpeechTape, Transcriber, attach_words, stretches, turn_texts
+from avid.transcribe import WHISPER_TEMPERATURES, SpeechTape, Transcriber, attach_words, stretches, turn_texts
 from avid.types import LabelResult, MediaInfo, SpeechRegion, SpeechTurn, Word
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_a_repetition_loop_is_decoded_again_and_dropped_if_it_stays(cfg):
         transcriber.model.model = Seg(is_multilingual=False)
         words = transcriber.transcribe(tape, [SpeechRegion(0.0, 2.0)]).words
         assert [w.text.strip() for w in words] == ["and", "very", "blue."]
-        assert transcriber.model.temperatures == [0.0, float(cfg.transcribe.retry_temperature)]
+        assert transcriber.model.temperatures == [WHISPER_TEMPERATURES, float(cfg.transcribe.retry_temperature)]
         transcriber.model = Whisper(loop, loop)
         transcriber.model.model = Seg(is_multilingual=False)
         transcript = transcriber.transcribe(tape, [SpeechRegion(0.0, 2.0)])
@@ -108,7 +108,7 @@ def test_a_repetition_loop_is_decoded_again_and_dropped_if_it_stays(cfg):
         transcriber.model = Whisper([segment("very", "very", "very", "good.")])   # three times is speech
         transcriber.model.model = Seg(is_multilingual=False)
         assert len(transcriber.transcribe(tape, [SpeechRegion(0.0, 2.0)]).words) == 4
-        assert transcriber.model.temperatures == [0.0]
+        assert transcriber.model.temperatures == [WHISPER_TEMPERATURES]
 
 
 def test_the_tape_is_private_reads_back_stretches_and_is_removed():
