@@ -27,6 +27,7 @@ import numpy as np
 from . import media
 from .config import Config
 from .types import EnergyTrack, FaceTrack, MediaInfo, SpeechRegion, SpeechTurn
+from .voice.diarize import mark_overlaps
 from .voice.speech import true_runs
 
 GRID = 0.01          # seconds: turns are rebuilt on this grid
@@ -39,6 +40,11 @@ class LipSync:
 
     times: np.ndarray
     scores: dict[int, np.ndarray]
+
+    @property
+    def frame_step(self) -> float:
+        """Seconds between lip frames (the video's frame period; 0.04 when there is a single frame)."""
+        return float(np.median(np.diff(self.times))) if len(self.times) > 1 else 0.04
 
     def mean(self, track_id: int, mask: np.ndarray) -> Optional[float]:
         """Mean score of a track over the frames selected by ``mask`` where it is measured (None: nowhere)."""
@@ -180,8 +186,7 @@ def _talkers(sync: LipSync, cfg: Config) -> np.ndarray:
     second = filled[rows, order[:, 1]] if len(ids) > 1 else np.full(len(rows), -1.0)
     talker = np.where((best >= float(opts.min_sync)) & (best - second >= float(opts.margin)),
                       np.array(ids)[order[:, 0]] if ids else -1, -1)
-    fps = 1.0 / np.median(np.diff(sync.times)) if len(sync.times) > 1 else 25.0
-    shortest = int(round(float(opts.min_run_seconds) * fps))
+    shortest = int(round(float(opts.min_run_seconds) / sync.frame_step))
     for first, end in _value_runs(talker):              # a flicker of the talking mouth is not followed
         if end - first < shortest:
             talker[first:end] = -1
@@ -210,7 +215,7 @@ def relink(turns: list[SpeechTurn], links: dict[str, list[int]], sync: LipSync, 
     talker = _talkers(sync, cfg)
     heard = _speaker_frames(turns, sync.times)
     alone = sum(mask.astype(int) for mask in heard.values()) == 1 if heard else np.zeros(len(sync.times), bool)
-    step = float(np.median(np.diff(sync.times))) if len(sync.times) > 1 else 0.04
+    step = sync.frame_step
     speech = {s: sum(t.end - t.start for t in turns if t.speaker == s) for s in heard}
     choice: dict[str, tuple[float, int]] = {}
     for speaker, mask in heard.items():
@@ -250,7 +255,7 @@ def fuse(turns: list[SpeechTurn], links: dict[str, list[int]], sync: LipSync,
     links = {s: list(t) for s, t in links.items()}
     owner = {track: speaker for speaker, tracks in links.items() for track in tracks}
     talker = _talkers(sync, cfg)
-    step = float(np.median(np.diff(sync.times))) if len(sync.times) > 1 else 0.04
+    step = sync.frame_step
     need = float(cfg.active_speaker.min_new_speaker_seconds)
     heard = _speaker_frames(turns, sync.times)
     alone = sum(mask.astype(int) for mask in heard.values()) == 1
@@ -285,13 +290,7 @@ def fuse(turns: list[SpeechTurn], links: dict[str, list[int]], sync: LipSync,
     for speaker, mask in active.items():
         fused += [SpeechTurn(start=round(first * GRID, 3), end=round(min(stop * GRID, end), 3), speaker=speaker)
                   for first, stop in true_runs(mask)]
-    fused = sorted((t for t in fused if t.end > t.start), key=lambda t: (t.start, t.end))
-    for i, turn in enumerate(fused):
-        for other in fused[i + 1:]:
-            if other.start >= turn.end:
-                break
-            if other.speaker != turn.speaker:
-                turn.overlap = other.overlap = True
+    fused = mark_overlaps([t for t in fused if t.end > t.start])
     return fused, {s: t for s, t in links.items() if any(turn.speaker == s for turn in fused)}
 
 

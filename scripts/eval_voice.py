@@ -86,8 +86,7 @@ def open_set(enrolled: np.ndarray, queries: np.ndarray, threshold: float, splits
     for seed in range(splits):
         order = np.random.default_rng(seed).permutation(len(enrolled))
         known, strangers = order[: len(order) // 2], order[len(order) // 2:]
-        scores = queries @ enrolled[known].T if norm_top is None else as_norm(enrolled[known], queries, norm_top)
-        best, best_score = scores.argmax(1), scores.max(1)
+        best, best_score = best_scores(enrolled[known], queries, norm_top)
         genuine_ok = (best_score[known] >= threshold) & (known[best[known]] == known)
         results.append({"seed": seed, "genuine_accepted": float(np.mean(best_score[known] >= threshold)),
                         "genuine_correct": float(np.mean(genuine_ok)),

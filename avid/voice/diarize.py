@@ -244,6 +244,11 @@ def _turns(active: np.ndarray, segmentation: LocalSpeakers, merge_gap: float, mi
                 spans.append([start, stop])
         turns += [SpeechTurn(start=round(a, 3), end=round(b, 3), speaker=str(cluster))
                   for a, b in spans if b - a >= min_turn]
+    return mark_overlaps(turns)
+
+
+def mark_overlaps(turns: list[SpeechTurn]) -> list[SpeechTurn]:
+    """The turns sorted by time, each marked as overlapped where it shares time with another speaker's."""
     turns.sort(key=lambda t: (t.start, t.end))
     for i, turn in enumerate(turns):
         for other in turns[i + 1:]:
