@@ -230,7 +230,8 @@ def _init_worker(cfg: Config, threads: int, parent: Optional[int] = None) -> Non
     global _worker_models
     if parent is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _end_with_parent(parent)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})   # held while it started; a worker still
+        _end_with_parent(parent)                                      # ends on SIGTERM
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENCV_FOR_THREADS_NUM"):
         os.environ[var] = str(threads)
     _worker_models = Models(cfg)
@@ -461,10 +462,12 @@ def _drain_pool(pool: ProcessPoolExecutor, jobs: Iterator[Job], suspects: deque,
 
 @contextlib.contextmanager
 def _interrupts_held() -> Iterator[None]:
-    """Hold back Ctrl-C while a submit may start a worker: the worker is born with it blocked (a terminal's Ctrl-C
-    reaches the whole process group, and a worker still importing would die with a fatal error), and the parent
-    takes a Ctrl-C that came meanwhile as soon as it is released."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    """Hold back Ctrl-C and SIGTERM while a submit may start a worker: the worker is born with them blocked (a
+    terminal's Ctrl-C reaches the whole process group, and a worker still importing would die with a fatal error),
+    the parent is not stopped halfway through handing a new worker its start-up data (the worker then died with a
+    traceback: EOFError in multiprocessing's spawn), and the parent takes a signal that came meanwhile as soon as
+    it is released."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:
