@@ -8,8 +8,8 @@ what the diarizer clusters. Only the audio of the windows still to come is held,
 length; what is kept per window is its frame decisions (a few KB) and up to three embeddings.
 
 From the kept decisions: the number of speakers talking in every frame (the windows covering a frame vote), hence
-speech regions with tight boundaries (no padding: a frame is speech because the network says so) and
-overlapped speech.
+speech regions with tight boundaries (no padding: a frame is speech because the network says so, unless its audio
+is digital silence, which the network bridges over short pauses) and overlapped speech.
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ import numpy as np
 from ..errors import ConfigError
 from ..types import SpeechRegion, VoiceWindow
 from ..vectors import unit_rows
+
+LOUDNESS_HOP = 0.01     # seconds: the audio's level is kept at this resolution (a 2 h recording: 720,000 values)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class LocalSpeakers:
     frame_duration: float
     window_seconds: float
     duration: float                 # seconds of audio analysed
+    loudness: Optional[np.ndarray] = None   # dBFS of every LOUDNESS_HOP seconds of the audio (None: not measured)
 
     @property
     def num_frames(self) -> int:
@@ -74,8 +77,18 @@ class LocalSpeakers:
         shape = (-1,) + (1,) * (values.ndim - 2)
         return np.where(cover.reshape(shape) > 0, total / np.maximum(cover, 1).reshape(shape), 0.0)
 
+    def audible(self, min_db: float) -> np.ndarray:
+        """Per common-grid frame: whether any of its audio is at least ``min_db`` loud (all True unmeasured)."""
+        if self.loudness is None or not len(self.loudness):
+            return np.ones(self.num_frames, dtype=bool)
+        centres = self.time_of(np.arange(self.num_frames))
+        first = np.clip(((centres - self.frame_step / 2) / LOUDNESS_HOP).astype(int), 0, len(self.loudness) - 1)
+        last = np.clip(((centres + self.frame_step / 2) / LOUDNESS_HOP).astype(int), 0, len(self.loudness) - 1)
+        loud = np.concatenate([[0], np.cumsum(self.loudness >= min_db)])
+        return loud[last + 1] - loud[first] > 0
+
     def speaker_count(self, max_count: int = 2, speech_threshold: float | None = None,
-                      overlap_threshold: float | None = None) -> np.ndarray:
+                      overlap_threshold: float | None = None, min_db: float | None = None) -> np.ndarray:
         """How many speakers talk in each common-grid frame (0, 1 or 2).
 
         Without thresholds, pyannote's rule: the windows' mean of their hard counts (each window's most likely
@@ -88,6 +101,8 @@ class LocalSpeakers:
         speaking = hard > 0
         if speech_threshold is not None:
             speaking = self.aggregate(self.speech[:, :, None].astype(np.float32))[:, 0] >= speech_threshold
+        if min_db is not None:
+            speaking &= self.audible(min_db)
         two = hard >= 2
         if overlap_threshold is not None:
             two = self.aggregate(self.overlap[:, :, None].astype(np.float32))[:, 0] >= overlap_threshold
@@ -97,7 +112,7 @@ class LocalSpeakers:
         """``speaker_count`` with the configured thresholds (voice.segmentation)."""
         settings = cfg.voice.segmentation
         return self.speaker_count(max_count, _optional(settings.speech_threshold),
-                                  _optional(settings.overlap_threshold))
+                                  _optional(settings.overlap_threshold), _optional(settings.silence_db))
 
 
 def _optional(value) -> float | None:
@@ -155,9 +170,13 @@ class LocalSpeakerAnalyzer:
         self._overlap: list[np.ndarray] = []
         self._speech: list[np.ndarray] = []
         self._windows: list[VoiceWindow] = []
+        self._loudness: list[np.ndarray] = []
+        self._hop_samples = int(round(LOUDNESS_HOP * sample_rate))
+        self._unmeasured = np.zeros(0, dtype=np.float32)    # samples short of a whole loudness hop
 
     def feed(self, chunk: np.ndarray) -> None:
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        self._measure(chunk)
         self._buffer = np.concatenate([self._buffer, chunk])
         self._seen += len(chunk)
         ready = []
@@ -169,7 +188,20 @@ class LocalSpeakerAnalyzer:
                 ready = []
         self._run(ready)
 
+    def _measure(self, chunk: np.ndarray) -> None:
+        from .vad import frame_db
+
+        audio = np.concatenate([self._unmeasured, chunk])
+        whole = len(audio) // self._hop_samples * self._hop_samples
+        self._loudness.append(frame_db(audio[:whole].reshape(-1, self._hop_samples)).astype(np.float16))
+        self._unmeasured = audio[whole:]
+
     def finish(self) -> LocalSpeakerAnalysis:
+        from .vad import frame_db
+
+        if len(self._unmeasured):
+            self._loudness.append(frame_db(self._unmeasured[None]).astype(np.float16))
+            self._unmeasured = self._unmeasured[:0]
         duration = self._seen / self.sample_rate
         # The windows still owed: those the full-length loop did not reach, the last one running past the end.
         last = window_starts(duration, self.window, self.step)[-1]
@@ -187,7 +219,8 @@ class LocalSpeakerAnalyzer:
                                      speech=np.stack(self._speech).astype(np.float16),
                                      frame_start=model.frame_start, frame_step=model.frame_step,
                                      frame_duration=model.frame_duration, window_seconds=self.window,
-                                     duration=duration)
+                                     duration=duration,
+                                     loudness=np.concatenate(self._loudness + [np.zeros(0, np.float16)]))
         return LocalSpeakerAnalysis(segmentation, self._windows)
 
     def _run(self, starts: list[int]) -> None:
