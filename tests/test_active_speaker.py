@@ -158,7 +158,10 @@ def test_in_a_split_screen_each_turn_goes_to_the_mouth_in_sync(split_screen, cfg
                                  ingest=ingest, models=models)
     both = label_recording(path, cfg, ingest=ingest, models=models)
     assert credited(both) == len(reference) > credited(audio_only)
-    assert all(t.lip_sync is not None and t.lip_sync > 0.3 for t in both.turns if t.end - t.start > 1.0)
+    # Each long turn heard alone shows its mouth in sync (an overlapped one may be a voice the audio heard wrongly
+    # over the other's: its low sync is the evidence of that).
+    assert all(t.lip_sync is not None and t.lip_sync > 0.3 for t in both.turns
+               if t.end - t.start > 1.0 and not t.overlap)
     # The JSON carries the evidence: each turn's face and how in sync its mouth was.
     assert main(["--quiet", "label", str(path), "--format", "json", "--out", str(tmp_path)]) == 0
     turns = json.loads((tmp_path / "split screen.json").read_text())["turns"]

@@ -77,18 +77,24 @@ class LocalSpeakers:
         shape = (-1,) + (1,) * (values.ndim - 2)
         return np.where(cover.reshape(shape) > 0, total / np.maximum(cover, 1).reshape(shape), 0.0)
 
-    def audible(self, min_db: float) -> np.ndarray:
-        """Per common-grid frame: whether any of its audio is at least ``min_db`` loud (all True unmeasured)."""
+    def audible(self, min_db: float, min_seconds: float = 0.0) -> np.ndarray:
+        """Per common-grid frame: False inside a run of at least ``min_seconds`` of frames whose audio is all
+        quieter than ``min_db`` (all True where the level was not measured)."""
         if self.loudness is None or not len(self.loudness):
             return np.ones(self.num_frames, dtype=bool)
         centres = self.time_of(np.arange(self.num_frames))
         first = np.clip(((centres - self.frame_step / 2) / LOUDNESS_HOP).astype(int), 0, len(self.loudness) - 1)
         last = np.clip(((centres + self.frame_step / 2) / LOUDNESS_HOP).astype(int), 0, len(self.loudness) - 1)
         loud = np.concatenate([[0], np.cumsum(self.loudness >= min_db)])
-        return loud[last + 1] - loud[first] > 0
+        audible = loud[last + 1] - loud[first] > 0
+        for start, end in true_runs(~audible):
+            if (end - start) * self.frame_step < min_seconds:
+                audible[start:end] = True
+        return audible
 
     def speaker_count(self, max_count: int = 2, speech_threshold: float | None = None,
-                      overlap_threshold: float | None = None, min_db: float | None = None) -> np.ndarray:
+                      overlap_threshold: float | None = None, min_db: float | None = None,
+                      min_silence: float = 0.0) -> np.ndarray:
         """How many speakers talk in each common-grid frame (0, 1 or 2).
 
         Without thresholds, pyannote's rule: the windows' mean of their hard counts (each window's most likely
@@ -96,13 +102,15 @@ class LocalSpeakers:
         anyone talks reaches it; with ``overlap_threshold``, a speech frame has two speakers where their mean
         probability of two at once reaches it (at 0.5 each, the more likely answer: with only two windows over a
         frame, the rounded hard votes drop a frame that one of them hears and keep one that both barely do).
+        With ``min_db``, a pause of at least ``min_silence`` seconds whose audio is all quieter than that is
+        silence whatever the network says (it bridges short pauses, even of digital silence).
         """
         hard = np.rint(self.aggregate(self.activity.sum(axis=2, keepdims=True).astype(np.float32))[:, 0])
         speaking = hard > 0
         if speech_threshold is not None:
             speaking = self.aggregate(self.speech[:, :, None].astype(np.float32))[:, 0] >= speech_threshold
         if min_db is not None:
-            speaking &= self.audible(min_db)
+            speaking &= self.audible(min_db, min_silence)
         two = hard >= 2
         if overlap_threshold is not None:
             two = self.aggregate(self.overlap[:, :, None].astype(np.float32))[:, 0] >= overlap_threshold
@@ -112,7 +120,8 @@ class LocalSpeakers:
         """``speaker_count`` with the configured thresholds (voice.segmentation)."""
         settings = cfg.voice.segmentation
         return self.speaker_count(max_count, _optional(settings.speech_threshold),
-                                  _optional(settings.overlap_threshold), _optional(settings.silence_db))
+                                  _optional(settings.overlap_threshold), _optional(settings.silence_db),
+                                  float(settings.min_digital_silence_seconds))
 
 
 def _optional(value) -> float | None:
