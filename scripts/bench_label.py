@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import decode_seconds, make_video  # noqa: E402  (the same generator and decode floor)
 
-from avid import media  # noqa: E402
+from avid import media, stages  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_REALTIME_FACTOR = 3.0     # issue 4: `avid label` on the 60 s 720p video at >= 3x real time
@@ -44,8 +44,9 @@ class LabelFailed(Exception):
 
 
 def run_label(path: Path, out_dir: Path, formats: str, config: str | None,
-              extra: tuple[str, ...] = ()) -> tuple[float, float, float, dict]:
-    """Run `avid label` in a child; (wall seconds, CPU seconds, peak RSS MB of the child, its JSON output)."""
+              extra: tuple[str, ...] = ()) -> tuple[float, float, float, dict, dict]:
+    """Run `avid label` in a child; (wall seconds, CPU seconds, peak RSS MB of the child, its JSON output, its
+    seconds per stage: avid.stages)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.iterdir():
         old.unlink()
@@ -53,16 +54,33 @@ def run_label(path: Path, out_dir: Path, formats: str, config: str | None,
     if config:
         command += ["--config", config]
     command += ["label", str(path), "--out", str(out_dir), "--format", formats, *extra]
+    stage_file = out_dir / "stages.json"
+    env = dict(os.environ, **{stages.ENV: str(stage_file)})
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=stdout, stderr=stderr)
+        child = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
         _, status, usage = os.wait4(child.pid, 0)     # this child's own rusage
         elapsed = time.perf_counter() - started
         if os.waitstatus_to_exitcode(status) != 0:
             stderr.seek(0)
             raise LabelFailed(f"`{' '.join(command[3:])}` failed:\n{stderr.read().decode(errors='replace')[-2000:]}")
+    times = json.loads(stage_file.read_text())
+    stage_file.unlink()
     result = json.loads(next(out_dir.glob("*.json")).read_text(encoding="utf-8"))
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, result
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, result, times
+
+
+def print_stages(row: dict) -> None:
+    """One run's seconds per stage, and the share of both cores it kept busy."""
+    times, wall, cpu = row["stages"], row["label_s"], row["label_cpu_s"]
+    print(f"\n{row['video']} {row['run']}: seconds per stage (exclusive; wall overlaps across the decode, audio "
+          f"and main threads)")
+    print(f"{'stage':<16}{'wall s':>8}{'CPU s':>8}{'calls':>7}")
+    for name, t in sorted(times.items(), key=lambda item: -item[1]["cpu_s"]):
+        print(f"{name:<16}{t['wall_s']:>8.2f}{t['cpu_s']:>8.2f}{t['calls']:>7}")
+    rest = cpu - sum(t["cpu_s"] for t in times.values())
+    print(f"{'other':<16}{'':>8}{rest:>8.2f}{'':>7}   (start-up imports, FFmpeg's own threads, glue)")
+    print(f"{'total':<16}{wall:>8.2f}{cpu:>8.2f}{'':>7}   both cores busy {100 * cpu / (2 * wall):.0f}% of the wall time")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(("label+words", FORMATS + ",txt", ("--transcribe",)))
     rows = []
     try:
-        startup, startup_cpu, _, _ = run_label(startup_clip, args.work / "label_startup", FORMATS, args.config)
+        startup, startup_cpu, _, _, startup_stages = run_label(startup_clip, args.work / "label_startup", FORMATS, args.config)
         for name, path in videos.items():
             seconds = media.probe(path).duration
             decode, decode_cpu = decode_seconds(path)
             for run_name, formats, extra in runs:
                 print(f"{run_name} {name} ...", flush=True)
-                elapsed, cpu, rss, result = run_label(path, args.work / f"label_{name}_{run_name}", formats,
+                elapsed, cpu, rss, result, times = run_label(path, args.work / f"label_{name}_{run_name}", formats,
                                                       args.config, extra)
                 people = {p["name"]: round(p["speech_seconds"], 1) for p in result["people"]}
                 rows.append({"video": name, "run": run_name, "media_s": round(seconds, 2),
@@ -101,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                              "rtf": round(seconds / elapsed, 2),
                              "rtf_minus_startup": round(seconds / max(elapsed - startup, 1e-6), 2),
                              "rtf_cpu_2cores": round(seconds / (cpu / 2), 2),
-                             "peak_rss_mb": round(rss), "turns": len(result["turns"]), "people": people})
+                             "peak_rss_mb": round(rss), "turns": len(result["turns"]), "people": people,
+                             "stages": times})
     except LabelFailed as err:
         print(f"bench_label: {err}", file=sys.stderr)
         return 2
@@ -116,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ratio']:>7.1f}{r['label_cpu_s']:>8.1f}{r['cpu_ratio']:>10.1f}{r['rtf']:>7.2f}"
               f"{r['rtf_minus_startup']:>12.2f}{r['rtf_cpu_2cores']:>11.2f}{r['peak_rss_mb']:>8}{r['turns']:>7}  "
               f"{r['people']}")
+    for row in rows:
+        print_stages(row)
+    print(f"\nstart-up run (1 s clip): " + ", ".join(f"{name} {t['cpu_s']:.2f}" for name, t in
+                                                   sorted(startup_stages.items(), key=lambda i: -i[1]["cpu_s"])[:4])
+          + f" s CPU of {startup_cpu:.2f}")
     for words in (r for r in rows if r["run"] == "label+words"):
         plain = next(r for r in rows if r["run"] == "label" and r["video"] == words["video"])
         extra = words["label_s"] - plain["label_s"]

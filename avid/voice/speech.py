@@ -19,6 +19,7 @@ from typing import Iterable, Optional
 import numpy as np
 
 from ..errors import ConfigError
+from ..stages import stage
 from ..types import SpeechRegion, VoiceWindow
 from ..vectors import unit_rows
 
@@ -154,7 +155,8 @@ class LocalSpeakerAnalyzer:
         from .segmentation_net import load_segmentation
 
         settings = cfg.voice.segmentation
-        self.model = load_segmentation(cfg)
+        with stage("load models"):
+            self.model = load_segmentation(cfg)
         if sample_rate != 16000:
             raise ConfigError(f"segmentation needs 16000 Hz audio (media.audio_sample_rate), got {sample_rate}")
         self.sample_rate = sample_rate
@@ -246,14 +248,15 @@ class LocalSpeakerAnalyzer:
         batch = np.zeros((len(starts), 1, self._window_samples), dtype=np.float32)
         for i, piece in enumerate(audio):
             batch[i, 0, :len(piece)] = piece       # the last window is padded with silence, as pyannote does
-        with torch_threads(self.threads):
+        with stage("segmentation"), torch_threads(self.threads):
             log_probs = self.model.log_probs(batch)
         activity = to_multilabel(log_probs, self.model.powerset).astype(np.uint8)
         probabilities = speaker_probabilities(log_probs, self.model.powerset)
         sizes = self.model.powerset.sum(axis=1)
         overlap = np.exp(log_probs) @ (sizes >= 2).astype(np.float32)
         speech = np.exp(log_probs) @ (sizes >= 1).astype(np.float32)
-        self._embed(starts, audio, activity)
+        with stage("voice embed"):
+            self._embed(starts, audio, activity)
         for start, act, prob, over, talk in zip(starts, activity, probabilities, overlap, speech):
             self._starts.append(start / self.sample_rate)
             self._activity.append(act)
