@@ -95,6 +95,7 @@ def test_every_page_needs_the_token_then_a_cookie_keeps_it(client):
     assert TOKEN in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert client.get("/people").status_code == 200              # the cookie, from now on
     assert first.headers["Referrer-Policy"] == "no-referrer" and first.headers["Cache-Control"] == "no-store"
+    assert "script-src 'self'" in first.headers["Content-Security-Policy"]    # no script from anywhere else
 
 
 def test_pages_answer_json_at_the_same_paths(client, library):

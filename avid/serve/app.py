@@ -42,6 +42,7 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
     app.config["MAX_CONTENT_LENGTH"] = int(scfg.max_upload_mb * 1024 * 1024)   # refused before the body is read
     app.config["MAX_FORM_MEMORY_SIZE"] = 1024 * 1024
     uploads = Path(upload_dir) if upload_dir else Path(tempfile.mkdtemp(prefix="avid-serve-"))   # mode 0700
+    uploads.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(uploads, 0o700)
     cookie = f"avid_token_{zlib.crc32(str(db).encode()):08x}"   # one per store: cookies ignore the port, so two
                                                                    # apps on one host would overwrite each other's
