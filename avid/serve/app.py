@@ -153,11 +153,17 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
 
     @app.get("/unknown")
     def unknown():
+        per_page = int(scfg.clusters_per_page)
+        number = request.args.get("page", "1")
+        number = int(number) if number.isdigit() and int(number) > 0 else 1
         with store() as conn:
             found = data.clusters(conn, int(scfg.faces_per_cluster), int(scfg.voices_per_cluster))
             names = [p["name"] for p in data.people(conn)]
             unnamed = conn.execute("SELECT count(*) FROM observations WHERE person_id IS NULL").fetchone()[0]
-        return page("unknown.html", {"clusters": [c.to_dict() for c in found], "unnamed": unnamed}, names=names)
+        shown = found[(number - 1) * per_page:number * per_page]     # a page of them: a big library has hundreds
+        return page("unknown.html", {"clusters": [c.to_dict() for c in shown], "unnamed": unnamed,
+                                     "total": len(found), "page": number, "first": (number - 1) * per_page + 1,
+                                     "ids": [c.id for c in found]}, names=names)
 
     @app.get("/recordings/<int:file_id>")
     def recording(file_id: int):
