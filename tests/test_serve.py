@@ -222,6 +222,16 @@ def test_media_are_files_the_store_records_and_seek(client, library):
     assert 1.0 < seconds <= load_config().serve.clip_seconds + 0.01
 
 
+def test_a_relative_path_is_found_from_the_folder_the_server_runs_in(client, library, monkeypatch):
+    interview = file_id(library["db"], library["interview"])
+    with sqlite3.connect(library["db"]) as conn:      # as `avid process interview.mp4 --db ...` records it
+        conn.execute("UPDATE files SET path = 'interview.mp4' WHERE id = ?", (interview,))
+    monkeypatch.chdir(library["folder"])
+    response = get(client, f"/media/{interview}")
+    assert response.status_code == 200 and response.data == library["interview"].read_bytes()
+    assert get(client, f"/recordings/{interview}", headers=JSON).get_json()["missing"] is False
+
+
 def test_a_moved_or_deleted_file_is_said_on_its_pages(client, library):
     interview = file_id(library["db"], library["interview"])
     before = store_state(library["db"])

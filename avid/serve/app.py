@@ -187,7 +187,9 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
             abort(404)
         if not os.path.isfile(path):
             return _error(410, f"{path}: the file is no longer there (moved or deleted since it was processed)")
-        return send_file(path, conditional=True, max_age=0)
+        # a relative path is as `avid process` was given it: from the folder it ran in, as this server's (Flask
+        # would take it from the package's folder)
+        return send_file(os.path.abspath(path), conditional=True, max_age=0)
 
     @app.get("/faces/<int:obs_id>.jpg")
     def face(obs_id: int):
