@@ -357,6 +357,14 @@ def test_the_server_listens_on_loopback_and_warns_for_other_hosts(library):
         process.wait(timeout=30)
 
 
+def test_a_store_removed_while_serving_is_said(client, library):
+    assert get(client, "/people").status_code == 200
+    for name in ("library.db", "library.db-wal", "library.db-shm"):
+        (library["db"].parent / name).unlink(missing_ok=True)
+    response = get(client, "/people", headers=JSON)
+    assert response.status_code == 503 and "no longer there" in response.get_json()["error"]
+
+
 def test_serve_refuses_a_missing_or_foreign_store(tmp_path, capsys):
     assert main(["serve", "--db", str(tmp_path / "none.db")]) == 6
     assert "no such library" in capsys.readouterr().err

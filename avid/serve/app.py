@@ -16,6 +16,7 @@ import contextlib
 import hmac
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 import zlib
@@ -28,6 +29,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..config import Config
 from ..errors import AvidError
+from ..gallery import store_error
 from ..media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from . import clips, data
 
@@ -102,13 +104,8 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
             return jsonify({"error": message, "status": status}), status
         return render_template("error.html", status=status, message=message), status
 
-    @contextlib.contextmanager
     def store():
-        try:
-            with data.read_only(db) as conn:
-                yield conn
-        except FileNotFoundError:
-            abort(503)
+        return data.read_only(db)
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
@@ -118,6 +115,10 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
         messages = {404: "no such page, person, recording or media here", 405: "not allowed: pages are read-only; "
                     "changes are POST forms of this app"}
         return _error(err.code or 500, messages.get(err.code, err.description or err.name))
+
+    @app.errorhandler(sqlite3.Error)
+    def store_gone(exc: sqlite3.Error):       # the store removed, damaged or locked for long while serving
+        return _error(503, store_error(exc, db).problem if db.exists() else f"{db}: the store is no longer there")
 
     @app.errorhandler(AvidError)
     def avid_error(err: AvidError):
