@@ -413,3 +413,29 @@ def test_pages_read_while_a_process_run_writes(client, library, synthetic, astro
     assert seen and seen[0]["total"] == 2 and all(s["done"] + s["failed"] + s["left"] == 2 for s in seen)
     assert get(client, "/progress", headers=JSON).get_json() is None
     assert get(client, "/", headers=JSON).get_json()["files"]["done"] == 5
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_a_library_of_the_shared_data_is_served(shared_data, tmp_path):
+    """Real media: the dev data's video clip and some of its face photos, processed, clustered and served."""
+    from avid.library import unknown_clusters
+
+    photos = sorted((shared_data / "faces").rglob("*.jpg"))[:6]
+    db = tmp_path / "shared.db"
+    cfg = load_config()
+    summary = process_collection([shared_data / "video" / "short_hamilton_clip.mp4", *photos], db, cfg, workers=1,
+                                 quiet=True)
+    assert summary.processed, summary.lines()
+    unknown_clusters(db, cfg)
+    client = create_app(db, cfg, TOKEN, upload_dir=tmp_path / "up").test_client()
+    home = get(client, "/", headers=JSON).get_json()
+    assert home["files"]["done"] == len(summary.processed) and home["unknown_clusters"] > 0
+    clip = next(r for r in home["recordings"] if r["name"] == "short_hamilton_clip.mp4")
+    recording = get(client, f"/recordings/{clip['id']}", headers=JSON).get_json()
+    assert recording["faces"] and recording["turns"]
+    for url in ["/", "/people", "/unknown", f"/recordings/{clip['id']}", "/search"]:
+        assert get(client, url).status_code == 200, url
+    cluster = get(client, "/unknown", headers=JSON).get_json()["clusters"][0]
+    for face in cluster["faces"][:3]:
+        assert get(client, f"/faces/{face}.jpg").data[:3] == b"\xff\xd8\xff"
