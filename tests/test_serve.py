@@ -298,6 +298,13 @@ def test_bad_uploads_are_refused_with_a_clear_message_and_change_nothing(client,
     environ["CONTENT_LENGTH"] = str(2 * 1024 ** 3)      # the test client would put the true length back
     body, status, _ = run_wsgi_app(client.application, environ, buffered=True)
     assert status.startswith("413") and b"upload too large: at most 25 MB" in b"".join(body)
+    del environ["HTTP_X_AVID_TOKEN"]      # nor is it read to look for a token in the form: refused as it stands
+    body, status, _ = run_wsgi_app(client.application, environ, buffered=True)
+    assert status.startswith("413")
+    environ["wsgi.input"] = io.BytesIO(b"--b--\r\n")     # a small one without the token: 401
+    environ["CONTENT_LENGTH"] = "7"
+    body, status, _ = run_wsgi_app(client.application, environ, buffered=True)
+    assert status.startswith("401")
     assert list(client.uploads.iterdir()) == []
     assert store_state(library["db"]) == before
 

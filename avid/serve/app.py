@@ -54,11 +54,13 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
 
     # ------------------------------------------------------------------------------------------ the token
     def _given_token() -> tuple[Optional[str], str]:
-        for value, how in ((request.headers.get(TOKEN_HEADER), "header"), (request.args.get("token"), "url"),
-                           (request.form.get("token") if request.method == "POST" else None, "form"),
-                           (request.cookies.get(cookie), "cookie")):
+        """The token this request carries, and how; the body (a form) is read only when nothing else has it."""
+        for how, value in (("header", request.headers.get(TOKEN_HEADER)), ("url", request.args.get("token")),
+                           ("cookie", request.cookies.get(cookie))):
             if value:
                 return value, how
+        if request.method == "POST" and request.form.get("token"):
+            return request.form["token"], "form"
         return None, ""
 
     @app.before_request
