@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import http.client
+import itertools
 import json
 import os
 import re
@@ -113,7 +114,8 @@ def test_pages_answer_json_at_the_same_paths(client, library):
     assert astronaut["n_face"] == 2 and astronaut["voices"]
     recording = get(client, f"/recordings/{file_id(library['db'], library['interview'])}", headers=JSON).get_json()
     assert recording["kind"] == "video" and not recording["missing"]
-    assert [t["label"] for t in recording["turns"]] == [f"unknown {astronaut['id']}", "Grace Hopper"]
+    speakers_in_order = [label for label, _ in itertools.groupby(t["label"] for t in recording["turns"])]
+    assert speakers_in_order == [f"unknown {astronaut['id']}", "Grace Hopper"]     # a turn a sentence, each
     assert all(f["box"] and len(f["box"]) == 4 for f in recording["faces"])
     assert "welcome aboard" in recording["transcript"][0]["text"].lower()
     assert get(client, "/people/999", headers=JSON).status_code == 404
