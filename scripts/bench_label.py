@@ -30,9 +30,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ingest import decode_seconds, make_video  # noqa: E402  (the same generator and decode floor)
+from bench_ingest import decode_seconds, make_video, print_stages, read_stages, stage_env  # noqa: E402
+# (the same generator, decode floor and per-stage table)
 
-from avid import media, stages  # noqa: E402
+from avid import media  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_REALTIME_FACTOR = 3.0     # issue 4: `avid label` on the 60 s 720p video at >= 3x real time
@@ -54,8 +55,7 @@ def run_label(path: Path, out_dir: Path, formats: str, config: str | None,
     if config:
         command += ["--config", config]
     command += ["label", str(path), "--out", str(out_dir), "--format", formats, *extra]
-    stage_file = out_dir / "stages.json"
-    env = dict(os.environ, **{stages.ENV: str(stage_file)})
+    env, stage_file = stage_env(out_dir)
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
         child = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
@@ -64,23 +64,9 @@ def run_label(path: Path, out_dir: Path, formats: str, config: str | None,
         if os.waitstatus_to_exitcode(status) != 0:
             stderr.seek(0)
             raise LabelFailed(f"`{' '.join(command[3:])}` failed:\n{stderr.read().decode(errors='replace')[-2000:]}")
-    times = json.loads(stage_file.read_text())
-    stage_file.unlink()
+    times = read_stages(stage_file)
     result = json.loads(next(out_dir.glob("*.json")).read_text(encoding="utf-8"))
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, result, times
-
-
-def print_stages(row: dict) -> None:
-    """One run's seconds per stage, and the share of both cores it kept busy."""
-    times, wall, cpu = row["stages"], row["label_s"], row["label_cpu_s"]
-    print(f"\n{row['video']} {row['run']}: seconds per stage (exclusive; wall overlaps across the decode, audio "
-          f"and main threads)")
-    print(f"{'stage':<16}{'wall s':>8}{'CPU s':>8}{'calls':>7}")
-    for name, t in sorted(times.items(), key=lambda item: -item[1]["cpu_s"]):
-        print(f"{name:<16}{t['wall_s']:>8.2f}{t['cpu_s']:>8.2f}{t['calls']:>7}")
-    rest = cpu - sum(t["cpu_s"] for t in times.values())
-    print(f"{'other':<16}{'':>8}{rest:>8.2f}{'':>7}   (start-up imports, FFmpeg's own threads, glue)")
-    print(f"{'total':<16}{wall:>8.2f}{cpu:>8.2f}{'':>7}   both cores busy {100 * cpu / (2 * wall):.0f}% of the wall time")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['rtf_minus_startup']:>12.2f}{r['rtf_cpu_2cores']:>11.2f}{r['peak_rss_mb']:>8}{r['turns']:>7}  "
               f"{r['people']}")
     for row in rows:
-        print_stages(row)
-    print(f"\nstart-up run (1 s clip): " + ", ".join(f"{name} {t['cpu_s']:.2f}" for name, t in
+        print_stages(f"{row['video']} {row['run']}", row["stages"], row["label_s"], row["label_cpu_s"])
+    print("\nstart-up run (1 s clip): " + ", ".join(f"{name} {t['cpu_s']:.2f}" for name, t in
                                                    sorted(startup_stages.items(), key=lambda i: -i[1]["cpu_s"])[:4])
           + f" s CPU of {startup_cpu:.2f}")
     for words in (r for r in rows if r["run"] == "label+words"):
