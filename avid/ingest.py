@@ -33,11 +33,27 @@ ProgressCallback = Callable[[float, float], None]   # called with (media seconds
 
 
 class Models:
-    """The encoders one process needs, loaded lazily once and reused across inputs."""
+    """The encoders one process needs, loaded lazily once and reused across inputs. With ``background`` (and
+    ``faces.encoder.background_process``), a video's dlib descriptors are computed in a second process
+    (avid.descriptors); pool workers, already one per core, compute them in their own."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, background: bool = True):
         self.cfg = cfg
         self._detector = self._face_encoder = self._voice_encoder = self._transcriber = None
+        self._background = None
+        self._wants_background = (background and bool(cfg.faces.encoder.background_process)
+                                  and cfg.faces.encoder.backend == "dlib")
+
+    @property
+    def face_background(self):
+        """dlib's descriptors in a second process (avid.descriptors), started on first use; None when off."""
+        if self._background is None and self._wants_background:
+            from .descriptors import BackgroundDescriptors
+            from .faces.embed import DLIB_DESCRIPTOR_FILE, dlib_model_path
+
+            self._background = BackgroundDescriptors(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)),
+                                                     int(self.cfg.faces.encoder.dlib_jitter))
+        return self._background
 
     @property
     def detector(self):
@@ -126,7 +142,8 @@ def _video_faces(path, info: MediaInfo, cfg: Config, models: Models,
                  progress: ProgressCallback | None) -> list[FaceTrack]:
     from .faces import FaceTracker
 
-    tracker = FaceTracker(cfg, models.face_encoder)
+    background = models.face_background          # started first: it loads its model beside ours
+    tracker = FaceTracker(cfg, models.face_encoder, background)
     batch: list[Frame] = []
     batch_size = cfg.faces.detector.batch_size
 

@@ -17,7 +17,6 @@ error and the run goes on; a full disk stops the run cleanly with nothing half-w
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
@@ -39,6 +38,7 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
+from .children import end_with_parent
 from .config import Config, load_config
 from .errors import AvidError, DiskFullError, NoContentError, StoreError
 from .gallery import Gallery, check_health, companion, existing_store, from_blob, remove_store
@@ -275,30 +275,10 @@ def _init_worker(cfg: Config, threads: int, parent: Optional[int] = None) -> Non
     if parent is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})   # held while it started; a worker still
-        _end_with_parent(parent)                                      # ends on SIGTERM
+        end_with_parent(parent)                                       # ends on SIGTERM
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENCV_FOR_THREADS_NUM"):
         os.environ[var] = str(threads)
-    _worker_models = Models(cfg)
-
-
-PR_SET_PDEATHSIG = 1            # linux/prctl.h
-PARENT_POLL_SECONDS = 1.0
-
-
-def _end_with_parent(parent: int) -> None:
-    """End this process when ``parent`` dies, even by SIGKILL (no handler of its own runs then): on Linux the
-    kernel sends SIGKILL (PR_SET_PDEATHSIG); everywhere a daemon thread also watches for the process being
-    re-parented, which also covers a parent that died before the kernel was asked."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_POLL_SECONDS)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="avid-parent-watch", daemon=True).start()
+    _worker_models = Models(cfg, background=False)     # a worker per core already: it embeds in itself
 
 
 def analyse_file(path: str, digest: str, cfg: Config, models: Optional[Models] = None) -> FileOutcome:

@@ -45,6 +45,9 @@ _DLIB_BOX_PER_WIDTH = 1.10
 _DLIB_BOX_PER_HEIGHT = 0.82
 
 
+DLIB_DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"   # face-recognition-models' ResNet
+
+
 def dlib_model_path(file_name: str) -> Path:
     """A model file shipped by face-recognition-models (found without importing it: it needs pkg_resources)."""
     spec = importlib.util.find_spec("face_recognition_models")
@@ -128,7 +131,7 @@ class DlibFaceEncoder(FaceEncoder):
 def _dlib_resnet():
     import dlib
 
-    return dlib.face_recognition_model_v1(str(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
+    return dlib.face_recognition_model_v1(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)))
 
 
 class FacenetFaceEncoder(FaceEncoder):
@@ -312,3 +315,4 @@ def get_face_encoder(cfg: Config) -> FaceEncoder:
     if backend not in ENCODERS:
         raise ConfigError(f"unknown faces.encoder.backend {backend!r} (choose from {', '.join(ENCODERS)})")
     return ENCODERS[backend](cfg)
+

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -38,6 +40,7 @@ class _ClosedTrack:
     track: FaceTrack
     n_chips: int                      # how many chips the embedding averages (its weight in a merge)
     spans: list[tuple[float, float]]  # on-screen intervals of the tracks merged into this one
+    pending: Optional[Future] = None  # the embedding, while a background process computes it
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -64,7 +67,7 @@ def colour_histogram(image: np.ndarray) -> np.ndarray:
 class FaceTracker:
     """Feed it every sampled frame with its detections (``update``), then collect the tracks (``finish``)."""
 
-    def __init__(self, cfg: Config, encoder: FaceEncoder):
+    def __init__(self, cfg: Config, encoder: FaceEncoder, background=None):
         settings = cfg.faces.tracker
         self.iou_threshold = float(settings.iou_threshold)
         self.max_gap = float(settings.max_gap_seconds)
@@ -76,6 +79,7 @@ class FaceTracker:
         self.cut_similarity = float(settings.cut_similarity)
         self.with_mouth = bool(cfg.faces.landmarks.mouth)
         self.encoder = encoder
+        self.background = background    # when given, embeds the chips in another process (avid.descriptors)
         self._open: list[_OpenTrack] = []
         self._closed: list[_ClosedTrack] = []
         self._ids = itertools.count()
@@ -110,6 +114,11 @@ class FaceTracker:
     def finish(self) -> list[FaceTrack]:
         """Close every track, merge re-appearances, drop spurious short tracks; ids from 0 by first appearance."""
         self._close_idle(float("inf"))
+        with stage("face embed wait"):
+            for waiting in self._closed:
+                if waiting.pending is not None:
+                    waiting.track.embedding = unit_mean(waiting.pending.result())
+                    waiting.pending = None
         closed = self._merge_reappearances(self._closed)
         self._closed = []
         # A still image or a clip shorter than the floor keeps every track, even single detections.
@@ -160,11 +169,15 @@ class FaceTracker:
 
     def _close(self, open_track: _OpenTrack) -> _ClosedTrack:
         track = open_track.track
-        with stage("face embed"):
-            vectors = self.encoder.embed_chips([chip for _, _, chip in open_track.chips])
+        chips = [chip for _, _, chip in open_track.chips]
         open_track.chips.clear()
-        track.embedding = unit_mean(vectors)
-        return _ClosedTrack(track, n_chips=len(vectors), spans=[(track.start, track.end)])
+        closed = _ClosedTrack(track, n_chips=len(chips), spans=[(track.start, track.end)])
+        if self.background is not None:
+            closed.pending = self.background.submit(chips)       # resolved in finish(), before the merging
+        else:
+            with stage("face embed"):
+                track.embedding = unit_mean(self.encoder.embed_chips(chips))
+        return closed
 
     # ---------------------------------------------------------------------------------------------- merging
 

@@ -1,0 +1,29 @@
+"""Child processes (pool workers, the face-descriptor process) that end with their parent, however it ends."""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+
+PR_SET_PDEATHSIG = 1            # linux/prctl.h
+PARENT_POLL_SECONDS = 1.0
+
+
+def end_with_parent(parent: int) -> None:
+    """End this process when ``parent`` dies, even by SIGKILL (no handler of its own runs then): on Linux the
+    kernel sends SIGKILL (PR_SET_PDEATHSIG); everywhere a daemon thread also watches for the process being
+    re-parented, which also covers a parent that died before the kernel was asked."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="avid-parent-watch", daemon=True).start()

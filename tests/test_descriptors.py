@@ -1,0 +1,65 @@
+"""dlib's face descriptors in a second process (avid.descriptors): the same tracks and embeddings as in-process,
+and a child that ends with its parent."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+
+from avid.config import load_config
+
+
+def test_background_descriptors_give_the_same_tracks_and_embeddings(two_speaker_video):
+    from avid.ingest import Models, process_file
+
+    results = {}
+    for background in (True, False):
+        cfg = load_config(overrides={"faces": {"encoder": {"background_process": background}}})
+        models = Models(cfg)
+        results[background] = process_file(two_speaker_video, cfg, models=models)
+        assert (models._background is not None) == background
+    on, off = results[True].face_tracks, results[False].face_tracks
+    assert len(on) == len(off) == 2
+    for a, b in zip(on, off):
+        assert (a.start, a.end, len(a.detections)) == (b.start, b.end, len(b.detections))
+        np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-6)
+
+
+def test_pool_workers_and_other_backends_embed_in_their_own_process():
+    from avid.ingest import Models
+
+    assert Models(load_config(), background=False).face_background is None
+    sface = load_config(overrides={"faces": {"encoder": {"backend": "sface"}}})
+    assert Models(sface).face_background is None
+
+
+def test_the_child_ends_when_its_parent_is_killed(tmp_path):
+    """The parent starts the descriptor process and is SIGKILLed: the child does not live on holding its model."""
+    script = textwrap.dedent("""
+        import os, sys, time
+        from avid.descriptors import BackgroundDescriptors
+        from avid.faces.embed import DLIB_DESCRIPTOR_FILE, dlib_model_path
+
+        background = BackgroundDescriptors(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)), 0)
+        background.submit([]).result()
+        print(*(p.pid for p in background._pool._processes.values()), flush=True)
+        time.sleep(60)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the descriptor process outlived its parent")
