@@ -63,3 +63,20 @@ def test_the_child_ends_when_its_parent_is_killed(tmp_path):
     else:
         os.kill(child, signal.SIGKILL)
         raise AssertionError("the descriptor process outlived its parent")
+
+
+def test_a_dead_descriptor_process_leaves_the_embeddings_to_this_one(two_speaker_video):
+    """The child is killed mid-video: the tracks are still embedded (here), the same as without it."""
+    from avid.ingest import Models, process_file
+
+    cfg = load_config()
+    models = Models(cfg)
+    background = models.face_background
+    background.submit([]).result()
+    for process in background._pool._processes.values():
+        os.kill(process.pid, signal.SIGKILL)
+    killed = process_file(two_speaker_video, cfg, models=models)
+    plain = process_file(two_speaker_video, load_config(overrides={"faces": {"encoder": {"background_process": False}}}))
+    assert len(killed.face_tracks) == len(plain.face_tracks) == 2
+    for a, b in zip(killed.face_tracks, plain.face_tracks):
+        np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-6)

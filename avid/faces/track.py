@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -27,6 +29,8 @@ from ..vectors import unit_mean, unit_rows
 from .embed import FaceEncoder
 from .landmarks import mouth_openness
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class _OpenTrack:
@@ -40,7 +44,8 @@ class _ClosedTrack:
     track: FaceTrack
     n_chips: int                      # how many chips the embedding averages (its weight in a merge)
     spans: list[tuple[float, float]]  # on-screen intervals of the tracks merged into this one
-    pending: Optional[Future] = None  # the embedding, while a background process computes it
+    pending: Optional[Future] = None  # the embedding, while a background process computes it ...
+    chips: list[np.ndarray] = field(default_factory=list)   # ... from these (kept should that process die)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -114,11 +119,10 @@ class FaceTracker:
     def finish(self) -> list[FaceTrack]:
         """Close every track, merge re-appearances, drop spurious short tracks; ids from 0 by first appearance."""
         self._close_idle(float("inf"))
-        with stage("face embed wait"):
-            for waiting in self._closed:
-                if waiting.pending is not None:
-                    waiting.track.embedding = unit_mean(waiting.pending.result())
-                    waiting.pending = None
+        for waiting in self._closed:
+            if waiting.pending is not None:
+                waiting.track.embedding = unit_mean(self._background_result(waiting))
+                waiting.pending, waiting.chips = None, []
         closed = self._merge_reappearances(self._closed)
         self._closed = []
         # A still image or a clip shorter than the floor keeps every track, even single detections.
@@ -173,11 +177,29 @@ class FaceTracker:
         open_track.chips.clear()
         closed = _ClosedTrack(track, n_chips=len(chips), spans=[(track.start, track.end)])
         if self.background is not None:
-            closed.pending = self.background.submit(chips)       # resolved in finish(), before the merging
-        else:
-            with stage("face embed"):
-                track.embedding = unit_mean(self.encoder.embed_chips(chips))
+            try:
+                closed.pending, closed.chips = self.background.submit(chips), chips   # resolved in finish()
+                return closed
+            except BrokenProcessPool:
+                self._lost_background()
+        with stage("face embed"):
+            track.embedding = unit_mean(self.encoder.embed_chips(chips))
         return closed
+
+    def _lost_background(self) -> None:
+        log.warning("the face-descriptor process died: embedding in this one")
+        self.background = None
+
+    def _background_result(self, waiting: _ClosedTrack) -> np.ndarray:
+        """The background process's embeddings of a track's chips; computed here should that process have died."""
+        with stage("face embed wait"):
+            try:
+                return waiting.pending.result()
+            except BrokenProcessPool:
+                if self.background is not None:
+                    self._lost_background()
+        with stage("face embed"):
+            return self.encoder.embed_chips(waiting.chips)
 
     # ---------------------------------------------------------------------------------------------- merging
 
