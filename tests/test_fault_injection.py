@@ -178,7 +178,7 @@ def test_ray_engine_stops_cleanly_on_sigterm(collection, tmp_path):
     proc = start(collection, tmp_path / "library.db", "--engine", "ray")
     try:
         deadline = time.monotonic() + 120
-        while not any(_cmdline(pid).startswith("ray::_ray_analyse") for pid in session_processes(proc.pid)):
+        while not any(_cmdline(pid).startswith("ray::Worker.analyse") for pid in session_processes(proc.pid)):
             assert proc.poll() is None and time.monotonic() < deadline, "no Ray task ever ran"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGTERM)   # while tasks run
