@@ -105,6 +105,7 @@ class FileOutcome:
     observations: list[ObservationRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: Optional[str] = None        # set when the file failed
+    worker: Optional[str] = None       # the Ray worker that did it, "pid@node" (not stored)
 
 
 @dataclass

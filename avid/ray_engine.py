@@ -118,7 +118,8 @@ def _check_head(address: str, given: str, timeout: float) -> None:
     from ray._raylet import GcsClient
 
     try:
-        GcsClient(address=address)
+        with _native_stderr_quiet():
+            GcsClient(address=address)
     except getattr(exceptions, "AuthenticationError", ()) as exc:
         source = token_source()
         mode = os.environ.get("RAY_AUTH_MODE")
@@ -132,6 +133,24 @@ def _check_head(address: str, given: str, timeout: float) -> None:
         raise AvidError(f"cannot join Ray ({given}) at {address}: {why}") from None
     except Exception as exc:      # anything else: ray.init says it better, with its retries
         log.debug("probing the Ray head at %s: %s", address, exc)
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet() -> Iterator[None]:
+    """Ray's C++ client logs a warning of its own to stderr (fd 2) when the head refuses it; the error we raise
+    says it better, in one line."""
+    import sys
+
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def connect(address: Optional[str], workers: int, timeout: float) -> bool:
@@ -198,15 +217,17 @@ class Worker:
         if shipped is None:
             if not os.access(path, os.R_OK):
                 return _Unseen(path, self.node)
-            return analyse_file(path, digest, cfg)
-        import ray
+            outcome = analyse_file(path, digest, cfg)
+        else:
+            import ray
 
-        with private_temp_file(prefix="avid-shipped-", suffix=Path(path).suffix.lower()) as local:
-            with open(local, "wb") as out:
-                for ref in shipped[0]:
-                    out.write(ray.get(ref))        # one chunk in memory at a time
-            outcome = analyse_file(str(local), digest, cfg)
-        outcome.path = path
+            with private_temp_file(prefix="avid-shipped-", suffix=Path(path).suffix.lower()) as local:
+                with open(local, "wb") as out:
+                    for ref in shipped[0]:
+                        out.write(ray.get(ref))        # one chunk in memory at a time
+                outcome = analyse_file(str(local), digest, cfg)
+            outcome.path = path
+        outcome.worker = f"{os.getpid()}@{self.node}"
         return outcome
 
 

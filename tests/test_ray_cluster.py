@@ -188,8 +188,9 @@ def test_a_missing_or_wrong_token_and_a_dead_address_are_one_clear_line(cluster,
         proc = avid_process(collection, tmp_path / "library.db", cli_env(tmp_path / "home", **extra),
                             "--address", address)
         stderr = proc.communicate(timeout=120)[1]
-        errors = [line for line in stderr.splitlines() if line.startswith("avid: error:")]
-        assert proc.returncode == 1 and len(errors) == 1 and said in errors[0], stderr
+        lines = stderr.splitlines()
+        assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("avid: error:"), stderr
+        assert said in lines[0], stderr
         assert time.monotonic() - started < 30               # said at once, not after Ray's own retries
         assert "Traceback" not in stderr
     assert not (tmp_path / "library.db").exists()
@@ -209,17 +210,18 @@ def test_a_file_a_worker_cannot_see_stops_the_run_naming_file_and_node(cluster, 
     assert not ray.is_initialized()                          # the run ended its own connection
 
 
-def test_a_shipped_file_reaches_the_worker_and_its_copy_is_removed(collection):
-    """--ship-media through a private local Ray: the worker processes a private copy, deletes it, and the
-    outcome names the driver's path."""
+def test_shipped_files_reach_one_worker_that_keeps_its_models_and_removes_its_copies(collection):
+    """--ship-media through a private local Ray with one worker: every file is done by the same worker process
+    (its models loaded once), from a private copy that is deleted after; the outcomes name the driver's paths."""
     from avid import ray_engine
 
     before = set(Path(tempfile.gettempdir()).glob("avid-shipped-*"))
-    path = collection / "c male.wav"
-    outcomes = list(ray_engine.run([(str(path), "h")], load_config(overrides={"library": {"ray": {
-        "ship_chunk_bytes": 65536}}}), 1, None, ship_media=True))     # several chunks
-    assert [o.path for o in outcomes] == [str(path)] and outcomes[0].error is None
-    assert [o.modality for o in outcomes[0].observations] == ["voice"]
+    paths = [collection / name for name in ("c male.wav", "a astronaut.jpg", "d female.wav")]
+    cfg = load_config(overrides={"library": {"ray": {"ship_chunk_bytes": 65536}}})     # several chunks a file
+    outcomes = list(ray_engine.run([(str(p), f"h{i}") for i, p in enumerate(paths)], cfg, 1, None, ship_media=True))
+    assert [o.path for o in outcomes] == [str(p) for p in paths] and all(o.error is None for o in outcomes)
+    assert [[r.modality for r in o.observations] for o in outcomes] == [["voice"], ["face"], ["voice"]]
+    assert len({o.worker for o in outcomes}) == 1
     assert set(Path(tempfile.gettempdir()).glob("avid-shipped-*")) == before
 
 
