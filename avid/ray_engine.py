@@ -23,9 +23,11 @@ temporary file that is deleted after.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -182,6 +184,7 @@ def connect(address: Optional[str], workers: int, timeout: float) -> bool:
 # ================================================================================================ the workers
 
 
+@functools.lru_cache(maxsize=1)
 def source_digest() -> str:
     """A digest of this avid's source: two nodes that differ in it would not make the same store."""
     root = Path(__file__).resolve().parent
@@ -226,7 +229,6 @@ class Worker:
                     for ref in shipped[0]:
                         out.write(ray.get(ref))        # one chunk in memory at a time
                 outcome = analyse_file(str(local), digest, cfg)
-            outcome.path = path
         outcome.worker = f"{os.getpid()}@{self.node}"
         return outcome
 
@@ -242,9 +244,21 @@ def _ship(path: str, chunk: int) -> list:
     return refs
 
 
-_NO_AVID = "No module named 'avid"
-NOT_INSTALLED = ("avid is not installed on a node of the Ray cluster (its workers cannot import it): install the "
-                 "same avid, with its dependencies, on every node")
+def _start_failure(exc: Exception) -> Optional[str]:
+    """What to say when a worker could not even be made because an import failed on its node, else None."""
+    text = str(exc)
+    missing = re.search(r"No module named '([\w.]+)'", text)
+    if missing is None:
+        return None
+    node = re.search(r"\bip=([\w.:\[\]-]+)", text)
+    where = f"Ray node {node.group(1)}" if node else "a node of the Ray cluster"
+    module = missing.group(1)
+    if module == "avid":
+        return f"avid is not installed on {where} (its workers cannot import it): install the same avid on every node"
+    if module.startswith("avid."):
+        return (f"{where} runs another avid than this driver (it has no {module}): install the same avid on every "
+                f"node")
+    return f"{where} lacks {module}, which avid needs: install avid with its dependencies on every node"
 
 
 def run(jobs: Iterable[Job], cfg: Config, workers: int, address: Optional[str],
@@ -299,12 +313,15 @@ def _drive(ray, jobs: Iterator[Job], cfg: Config, size: int, threads: int, ship_
         start_actor()
     while True:
         while idle and has_job():
-            actor, (job, attempt) = idle.popleft(), queue.popleft()
-            shipped = None
-            with contextlib.suppress(OSError):      # unreadable here: the worker's own read says why
-                if os.path.getsize(job[0]) <= ship_below:
-                    shipped = [_ship(job[0], int(rcfg.ship_chunk_bytes))]
-            running[actor.analyse.remote(job[0], job[1], cfg, shipped)] = (actor, job, attempt)
+            job, attempt = queue.popleft()
+            try:
+                shipped = [_ship(job[0], int(rcfg.ship_chunk_bytes))] if os.path.getsize(job[0]) <= ship_below \
+                    else None
+            except OSError as exc:      # gone from the driver's disk since it was hashed: this file fails alone
+                yield FileOutcome(path=job[0], content_hash=job[1], error=_unreadable(exc))
+                continue
+            actor = idle.popleft()      # the worker gets an absolute path: its working folder is not ours
+            running[actor.analyse.remote(os.path.abspath(job[0]), job[1], cfg, shipped)] = (actor, job, attempt)
         if not running and not has_job():
             return
         if not running and not starting:
@@ -325,8 +342,8 @@ def _drive(ray, jobs: Iterator[Job], cfg: Config, size: int, threads: int, ship_
                 info = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 actors.pop(actor, None)
-                if _NO_AVID in str(exc):
-                    raise AvidError(NOT_INSTALLED) from None
+                if (problem := _start_failure(exc)) is not None:
+                    raise AvidError(problem) from None
                 log.warning("a Ray worker did not start (%s)", exc.__class__.__name__)
                 continue
             if (info["avid"], info["source"]) != here:
@@ -359,8 +376,16 @@ def _drive(ray, jobs: Iterator[Job], cfg: Config, size: int, threads: int, ship_
                               error=f"the Ray worker failed on this file ({exc.__class__.__name__}: {cause})")
             continue
         idle.append(actor)
+        if isinstance(outcome, _Unseen) and not os.access(job[0], os.R_OK):     # gone here too, meanwhile
+            yield FileOutcome(path=job[0], content_hash=job[1], error="file not found")
+            continue
         if isinstance(outcome, _Unseen):
             raise MediaError(f"the Ray worker on node {outcome.node} cannot read this file at this path: on a cluster "
                              f"every node must mount the inputs at the same path, or pass --ship-media to send "
                              f"them through Ray's object store", outcome.path)
+        outcome.path = job[0]           # the path as the driver knows it, as the local engine stores it
         yield outcome
+
+
+def _unreadable(exc: OSError) -> str:
+    return "file not found" if isinstance(exc, FileNotFoundError) else f"cannot read ({exc.strerror or exc})"

@@ -118,10 +118,11 @@ def cli_env(home: Path, **extra: str) -> dict:
     return env
 
 
-def avid_process(collection: Path, db: Path, env: dict, *extra: str, config: Path | None = None) -> subprocess.Popen:
+def avid_process(collection: Path | str, db: Path, env: dict, *extra: str, config: Path | None = None,
+                 cwd: Path = ROOT) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "avid", *(["--config", str(config)] if config else []),
                              "process", str(collection), "--db", str(db),
-                             "--engine", "ray", *extra], cwd=ROOT, env=env, start_new_session=True,
+                             "--engine", "ray", *extra], cwd=cwd, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -164,13 +165,13 @@ def test_cluster_joined_by_address_with_a_token_file_gives_the_local_store_thoug
     assert compare_contents(library_contents(db), local_store) == []
 
 
-def test_files_read_by_path_through_ray_address_give_the_local_store(cluster, collection, local_store, tmp_path):
+def test_files_read_by_relative_path_through_ray_address_give_the_local_store(cluster, collection, local_store, tmp_path):
     made, _, _ = cluster
     config = tmp_path / "by-path.yaml"
     config.write_text("library: {ray: {ship_media_max_bytes: 0}}\n")     # every node sees these paths: no shipping
     db = tmp_path / "library.db"
-    proc = avid_process(collection, db, cli_env(tmp_path / "home", RAY_ADDRESS=made.address,
-                                                RAY_AUTH_TOKEN=cluster[2]), config=config)
+    proc = avid_process(collection.name, db, cli_env(tmp_path / "home", RAY_ADDRESS=made.address,   # a relative
+                        RAY_AUTH_TOKEN=cluster[2]), config=config, cwd=collection.parent)       # path, as typed
     stderr = proc.communicate(timeout=300)[1]
     assert proc.returncode == 0, stderr
     assert compare_contents(library_contents(db), local_store) == []
@@ -196,17 +197,46 @@ def test_a_missing_or_wrong_token_and_a_dead_address_are_one_clear_line(cluster,
     assert not (tmp_path / "library.db").exists()
 
 
-def test_a_file_a_worker_cannot_see_stops_the_run_naming_file_and_node(cluster, cfg, monkeypatch):
+def test_a_node_with_another_avid_stops_the_run_naming_it(cluster, collection, tmp_path):
+    """A node whose workers import an older avid (one without avid.ray_engine), as a node set up before an
+    upgrade would: the run stops at once, naming the node, before anything is stored from it."""
+    made, _, token = cluster
+    stale = tmp_path / "stale" / "avid"
+    stale.mkdir(parents=True)
+    (stale / "__init__.py").write_text('__version__ = "0.0.1"\n')
+    saved = os.environ["PYTHONPATH"]
+    os.environ["PYTHONPATH"] = str(stale.parent)            # the new node's workers find this avid first
+    try:
+        node = made.add_node(num_cpus=1)
+    finally:
+        os.environ["PYTHONPATH"] = saved
+    try:
+        made.wait_for_nodes()
+        proc = avid_process(collection, tmp_path / "library.db", cli_env(tmp_path / "home", RAY_AUTH_TOKEN=token),
+                            "--address", made.address, cwd=tmp_path)   # Ray puts the driver's folder on the
+                                                                          # workers' path: not this avid's
+        stderr = proc.communicate(timeout=180)[1]
+    finally:
+        made.remove_node(node, allow_graceful=False)
+    assert proc.returncode == 1, stderr
+    assert f"Ray node {node.node_ip_address} runs another avid than this driver (it has no avid.ray_engine)" \
+        in stderr.splitlines()[-1], stderr
+
+
+def test_a_file_a_worker_cannot_see_stops_the_run_naming_file_and_node(cluster, collection, monkeypatch):
+    """Read by path (no shipping), a file that only the driver's view of the disk holds: /proc/self/cwd is the
+    driver's folder for the driver and the worker's own for a worker, as a local disk is for each node."""
     from avid import ray_engine
 
     made, _, token = cluster
     monkeypatch.setenv("RAY_AUTH_TOKEN", token)
-    missing = "/nonexistent/avid/on-the-driver-only.wav"     # as a file only the driver's disk holds looks there
+    monkeypatch.chdir(collection)
+    only_here = "/proc/self/cwd/c male.wav"
+    by_path = load_config(overrides={"library": {"ray": {"ship_media_max_bytes": 0}}})
     with pytest.raises(MediaError) as caught:
-        list(ray_engine.run([(missing, "0" * 64)], cfg, 1, made.address))
-    assert caught.value.path == missing and "cannot read this file" in str(caught.value)
-    assert f"node {made.head_node.node_ip_address}" in str(caught.value)
-    assert "--ship-media" in str(caught.value)
+        list(ray_engine.run([(only_here, "0" * 64)], by_path, 1, made.address))
+    assert caught.value.path == only_here and "cannot read this file" in str(caught.value)
+    assert f"node {made.head_node.node_ip_address}" in str(caught.value) and "--ship-media" in str(caught.value)
     assert not ray.is_initialized()                          # the run ended its own connection
 
 
