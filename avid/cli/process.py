@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     where.add_argument("--db", metavar="DB", help="library database to process into (resumable: a rerun skips "
                        "finished files); search it with `avid search`")
     parser.add_argument("--workers", type=at_least(0), default=0, metavar="N",
-                        help="with --db: parallel worker processes (default library.workers: one per core)")
+                        help="with --db: parallel worker processes (default library.workers: one per core; "
+                        "on a Ray cluster one per CPU it offers)")
     parser.add_argument("--engine", choices=["local", "ray"],
                         help="with --db: a local process pool (default) or Ray tasks")
     parser.add_argument("--address", metavar="ADDR", help="with --engine ray: the Ray cluster to join, HOST:PORT "
