@@ -283,6 +283,10 @@ def fuse(turns: list[SpeechTurn], links: dict[str, list[int]], sync: LipSync,
     voice = np.array(speakers, dtype=object)[heard.argmax(axis=0)]
     mouth = np.array([owner.get(int(t)) if t >= 0 else None for t in talker], dtype=object)[frame]
     switch = near & alone & (mouth != None) & (mouth != voice)     # noqa: E711 (element-wise)
+    shortest = float(cfg.active_speaker.min_run_seconds) / GRID
+    for first, stop in true_runs(switch):           # where the voices' overlap cuts a mouth's run to a sliver
+        if stop - first < shortest:
+            switch[first:stop] = False
     for speaker in speakers:
         active[speaker][switch & (voice == speaker)] = False
         active[speaker][switch & (mouth == speaker)] = True

@@ -22,6 +22,7 @@ from . import __version__, media
 from .config import Config
 from .errors import AvidError, NoContentError
 from .private import private_output
+from .stages import stage, timed_iter
 from .types import FaceDetection, FaceTrack, Frame, IngestResult, MediaInfo
 
 SCHEMA_NAME = "avid.ingest"
@@ -41,33 +42,37 @@ class Models:
     @property
     def detector(self):
         if self._detector is None:
-            from .faces import FaceDetector
+            with stage("load models"):
+                from .faces import FaceDetector
 
-            self._detector = FaceDetector(self.cfg)
+                self._detector = FaceDetector(self.cfg)
         return self._detector
 
     @property
     def face_encoder(self):
         if self._face_encoder is None:
-            from .faces import get_face_encoder
+            with stage("load models"):
+                from .faces import get_face_encoder
 
-            self._face_encoder = get_face_encoder(self.cfg)
+                self._face_encoder = get_face_encoder(self.cfg)
         return self._face_encoder
 
     @property
     def voice_encoder(self):
         if self._voice_encoder is None:
-            from .voice.embed import get_voice_encoder
+            with stage("load models"):
+                from .voice.embed import get_voice_encoder
 
-            self._voice_encoder = get_voice_encoder(self.cfg)
+                self._voice_encoder = get_voice_encoder(self.cfg)
         return self._voice_encoder
 
     @property
     def transcriber(self):
         if self._transcriber is None:
-            from .transcribe import Transcriber
+            with stage("load models"):
+                from .transcribe import Transcriber
 
-            self._transcriber = Transcriber(self.cfg)
+                self._transcriber = Transcriber(self.cfg)
         return self._transcriber
 
 
@@ -126,14 +131,18 @@ def _video_faces(path, info: MediaInfo, cfg: Config, models: Models,
     batch_size = cfg.faces.detector.batch_size
 
     def flush() -> None:
-        for frame, detections in zip(batch, models.detector.detect(batch)):
-            tracker.update(frame, detections)
+        with stage("detect"):
+            found = models.detector.detect(batch)
+        for frame, detections in zip(batch, found):
+            with stage("track"):
+                tracker.update(frame, detections)
         if progress and batch:
             progress(batch[-1].time, info.duration)
         batch.clear()
 
-    frames = media.iter_frames(path, cfg.media.frame_rate, max_side=cfg.media.detect_max_side,
-                               threads=cfg.media.decode_threads)
+    frames = timed_iter("decode video", media.iter_frames(path, cfg.media.frame_rate,
+                                                         max_side=cfg.media.detect_max_side,
+                                                         threads=cfg.media.decode_threads))
     for frame in _prefetch(frames, maxsize=2 * batch_size):
         batch.append(frame)
         if len(batch) == batch_size:
@@ -153,10 +162,13 @@ def _speech(path, cfg: Config, models: Models, transcribe: bool = False, languag
     meter = EnergyMeter(cfg, sample_rate)
     with contextlib.ExitStack() as stack:
         tape = stack.enter_context(SpeechTape(sample_rate)) if transcribe else None
-        chunks = (meter.feed(tape.feed(chunk) if tape else chunk)
-                  for chunk in media.iter_audio(path, sample_rate, cfg.media.audio_chunk_seconds))
+        chunks = timed_iter("decode audio", (meter.feed(tape.feed(chunk) if tape else chunk) for chunk in
+                                             media.iter_audio(path, sample_rate, cfg.media.audio_chunk_seconds)))
         regions, analysis = analyse_speech(chunks, cfg, models.voice_encoder, sample_rate=sample_rate)
-        transcript = models.transcriber.transcribe(tape, regions, language) if tape else None
+        transcript = None
+        if tape:
+            with stage("transcribe"):
+                transcript = models.transcriber.transcribe(tape, regions, language)
     return regions, analysis, meter.track(), transcript
 
 

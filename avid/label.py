@@ -30,6 +30,7 @@ from . import media
 from .config import Config
 from .errors import AvidError
 from .ingest import Models, ProgressCallback, process_file
+from .stages import stage
 from .types import EnergyTrack, FaceTrack, IngestResult, LabelResult, Match, SpeakerLabel, SpeechTurn, VoiceWindow
 from .vectors import unit_mean
 
@@ -404,7 +405,8 @@ def _with_the_lips(path, result: IngestResult, turns: list[SpeechTurn], links: d
     cut the turns (avid.active_speaker); elsewhere, and with no such stretch, the audio's turns stay."""
     from .active_speaker import fuse, lip_sync, relink, turn_sync
 
-    sync = lip_sync(path, result.media, result.face_tracks, result.speech_regions, result.energy, cfg)
+    with stage("lip sync"):
+        sync = lip_sync(path, result.media, result.face_tracks, result.speech_regions, result.energy, cfg)
     if sync is None or not sync.scores:
         return turns, links
     links = relink(turns, links, sync, cfg)
@@ -441,14 +443,16 @@ def label_recording(path: str | Path, cfg: Config, gallery=None, num_speakers: O
     if info.has_audio and result.voice_windows and result.segmentation is not None:
         from .voice.diarize import diarize
 
-        diarization = diarize(result.segmentation, result.voice_windows, cfg, num_speakers=num_speakers,
-                              min_speakers=min_speakers, max_speakers=max_speakers)
+        with stage("diarize"):
+            diarization = diarize(result.segmentation, result.voice_windows, cfg, num_speakers=num_speakers,
+                                  min_speakers=min_speakers, max_speakers=max_speakers)
         turns, voices = diarization.turns, diarization.voices(result.voice_windows)
     if not turns and result.speech_regions:   # (no audio stream and no speech are already in the warnings)
         labelled.warnings.append("speech too short to tell speakers apart: no speaker turns")
     links: dict[str, list[int]] = {}
     if turns and result.face_tracks:
-        association = associate(turns, result.face_tracks, result.energy, cfg)
+        with stage("associate"):
+            association = associate(turns, result.face_tracks, result.energy, cfg)
         links = association.links
         for absorbed, kept in association.merged:
             labelled.warnings.append(f"voices {kept} and {absorbed} are one speaker: the same face speaks both")
@@ -457,10 +461,12 @@ def label_recording(path: str | Path, cfg: Config, gallery=None, num_speakers: O
             turns = _join_adjacent(turns, float(cfg.diarization.merge_gap_seconds))
         turns, links = _with_the_lips(path, result, turns, links, labelled.warnings, cfg)
     labelled.turns = sorted(turns, key=lambda t: (t.start, t.end))
-    labelled.speakers = name_speakers(labelled.turns, voices, result.face_tracks, links, cfg,
-                                      gallery=gallery, enroll_unknown=enroll_unknown, source=str(path),
-                                      backends=(result.face_backend, result.voice_backend))
-    labelled.track_names = name_tracks(result.face_tracks, labelled.speakers, gallery, cfg, result.face_backend)
+    with stage("name"):
+        labelled.speakers = name_speakers(labelled.turns, voices, result.face_tracks, links, cfg,
+                                          gallery=gallery, enroll_unknown=enroll_unknown, source=str(path),
+                                          backends=(result.face_backend, result.voice_backend))
+        labelled.track_names = name_tracks(result.face_tracks, labelled.speakers, gallery, cfg,
+                                           result.face_backend)
     if result.words:
         from .transcribe import attach_words
 

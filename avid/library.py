@@ -192,10 +192,14 @@ def _read_connection(db_path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def _lock_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".lock")
+
+
 @contextlib.contextmanager
 def writer_lock(db_path: Path, timeout: float = 0.0) -> Iterator[None]:
     """Hold ``<db>.lock`` for the length of a run: a second ``process`` on the same store waits, then refuses."""
-    lock_path = db_path.with_name(db_path.name + ".lock")
+    lock_path = _lock_path(db_path)
     fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         deadline = time.monotonic() + timeout
@@ -211,6 +215,46 @@ def writer_lock(db_path: Path, timeout: float = 0.0) -> Iterator[None]:
         yield
     finally:
         os.close(fd)    # closing releases the lock
+
+
+class _ProgressBar(tqdm):
+    """The run's progress bar, which also keeps its count in the lock file (JSON: pid, started, total, finished,
+    running) for `avid serve` to show. The bar is told of every input exactly once (stored, failed, skipped), even
+    when it is not drawn (quiet, no terminal)."""
+
+    def __init__(self, *args, lock_path: Path, **kwargs):
+        self._lock_path, self._finished = lock_path, 0
+        self._started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())   # as the files table's processed_at
+        super().__init__(*args, **kwargs)
+        self._save(running=True)
+
+    def update(self, n=1):
+        self._finished += n
+        self._save(running=True)
+        return super().update(n)
+
+    def close(self):
+        if getattr(self, "_lock_path", None) is not None:   # once: tqdm closes again when collected, maybe after
+            self._save(running=False)                       # another run has taken the lock file
+            self._lock_path = None
+        super().close()
+
+    def _save(self, running: bool) -> None:
+        state = json.dumps({"pid": os.getpid(), "started": self._started, "total": self.total,
+                            "finished": self._finished, "running": running}).encode()
+        if self._lock_path is None:
+            return
+        try:    # the file writer_lock holds (flock is on its own descriptor, untouched by this one)
+            fd = os.open(self._lock_path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return       # progress is a courtesy to `avid serve`; the run never fails for it
+        try:
+            os.pwrite(fd, state, 0)
+            os.ftruncate(fd, len(state))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _done_hashes(db_path: Path) -> set[str]:
@@ -552,8 +596,8 @@ def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: C
             try:
                 ensure_library_tables(gallery)
                 done = _done_hashes(db_path)
-                bar = tqdm(total=len(paths), unit="file", desc="avid process",
-                           disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+                bar = _ProgressBar(total=len(paths), unit="file", desc="avid process", lock_path=_lock_path(db_path),
+                                   disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
                 with bar:
                     digests: dict[str, str] = {}
                     jobs = _jobs(paths, done, summary, bar, lcfg.hash_block_bytes, digests)
@@ -1069,3 +1113,43 @@ def name_cluster(db: str | Path, cluster_id: int, name: str, cfg: Optional[Confi
             refresh_z_prototypes(gallery, [person.id])    # when a shared model is trained, its z prototype too
             learn_from_library(gallery, cfg or load_config())
         return gallery.person(person.name), count
+
+
+def _cluster_members(tx: sqlite3.Connection, db: Path, cluster_id: int) -> list[int]:
+    """The unnamed observations of an unknown cluster as last listed; StoreError when there are none."""
+    ids = [r[0] for r in tx.execute("SELECT c.observation_id FROM library_clusters c JOIN observations o ON o.id = "
+                                    "c.observation_id WHERE c.cluster_id = ? AND o.person_id IS NULL",
+                                    (int(cluster_id),))]
+    if not ids:
+        raise StoreError(f"no unknown cluster {cluster_id} (run `avid people unknown` to list them)", db)
+    return ids
+
+
+def merge_clusters(db: str | Path, src: int, dst: int) -> int:
+    """Join unknown cluster ``src`` into ``dst`` (as last listed by ``unknown_clusters``): the user says they are one
+    person, so that naming ``dst`` names both. A new clustering starts from the embeddings again (and may part them).
+    Returns how many observations moved."""
+    db = existing_store(Path(db).expanduser())
+    if int(src) == int(dst):
+        raise StoreError("cannot merge a cluster into itself", db)
+    with contextlib.closing(Gallery(db)) as gallery:
+        ensure_library_tables(gallery)
+        with gallery.transaction() as tx:
+            _cluster_members(tx, db, dst)
+            moved = _cluster_members(tx, db, src)
+            tx.execute("UPDATE library_clusters SET cluster_id = ? WHERE cluster_id = ?", (int(dst), int(src)))
+    companion(db, "thumbnails").joinpath(f"cluster-{int(src)}.jpg").unlink(missing_ok=True)
+    return len(moved)
+
+
+def dismiss_cluster(db: str | Path, cluster_id: int) -> int:
+    """"Not a person": delete the unnamed observations of an unknown cluster (a face on a poster, music taken for a
+    voice), with their boxes and words, so that they are neither listed nor found again. Returns how many."""
+    db = existing_store(Path(db).expanduser())
+    with contextlib.closing(Gallery(db)) as gallery:
+        ensure_library_tables(gallery)
+        with gallery.transaction() as tx:
+            ids = _cluster_members(tx, db, cluster_id)
+            tx.executemany("DELETE FROM observations WHERE id = ? AND person_id IS NULL", [(i,) for i in ids])
+    companion(db, "thumbnails").joinpath(f"cluster-{int(cluster_id)}.jpg").unlink(missing_ok=True)
+    return len(ids)

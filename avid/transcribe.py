@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .device import resolve_device
 from .config import Config
 from .errors import ConfigError, ModelError
 from .types import SpeechRegion, Word
@@ -115,11 +116,15 @@ class Transcriber:
         except ImportError:
             raise ModelError("transcription needs faster-whisper (pip install faster-whisper)") from None
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)   # it reports every file at INFO
+        device = resolve_device(cfg.device)
         try:
-            self.model = WhisperModel(str(folder), device="cpu", compute_type=str(opts.compute_type),
+            self.model = WhisperModel(str(folder), device=device, compute_type=str(opts.compute_type),
                                       cpu_threads=int(opts.threads), num_workers=1)
         except (RuntimeError, ValueError, OSError) as exc:
-            raise ModelError(f"cannot load the Whisper model ({str(exc).splitlines()[0][:200]})", folder) from None
+            # On a GPU, CTranslate2 also needs CUDA 12's cuBLAS and cuDNN 9 libraries, which torch may not bring.
+            hint = " (on cuda CTranslate2 needs cuBLAS 12 and cuDNN 9; or set device: cpu)" if device == "cuda" else ""
+            raise ModelError(f"cannot load the Whisper model on {device} ({str(exc).splitlines()[0][:200]}){hint}",
+                             folder) from None
         self.opts = opts
         self.folder = folder
 

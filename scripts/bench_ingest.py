@@ -28,12 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import av
 
-from avid import media, synthetic
+from avid import media, stages, synthetic
 from avid.errors import MediaError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +68,7 @@ class Row:
     peak_rss_mb: float
     face_tracks: int
     speech_regions: int
+    stages: dict = field(default_factory=dict)    # seconds per stage (avid.stages)
 
     @property
     def ratio(self) -> float:
@@ -124,15 +125,41 @@ def _cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_process(path: Path, out_dir: Path, config: str | None) -> tuple[float, float, float, dict]:
-    """Run `avid process` in a child; (wall seconds, CPU seconds, peak RSS MB of the child, its JSON output)."""
+def stage_env(out_dir: Path) -> tuple[dict, Path]:
+    """The environment that makes a child `avid` write its seconds per stage (avid.stages), and the file."""
+    stage_file = out_dir / "stages.json"
+    return dict(os.environ, **{stages.ENV: str(stage_file)}), stage_file
+
+
+def read_stages(stage_file: Path) -> dict:
+    times = json.loads(stage_file.read_text())
+    stage_file.unlink()
+    return times
+
+
+def print_stages(title: str, times: dict, wall: float, cpu: float) -> None:
+    """One run's seconds per stage, and the share of both cores it kept busy."""
+    print(f"\n{title}: seconds per stage (exclusive; wall overlaps across the decode, audio and main threads)")
+    print(f"{'stage':<16}{'wall s':>8}{'CPU s':>8}{'calls':>7}")
+    for name, t in sorted(times.items(), key=lambda item: -item[1]["cpu_s"]):
+        print(f"{name:<16}{t['wall_s']:>8.2f}{t['cpu_s']:>8.2f}{t['calls']:>7}")
+    rest = cpu - sum(t["cpu_s"] for t in times.values())
+    print(f"{'other':<16}{'':>8}{rest:>8.2f}{'':>7}   (start-up imports, FFmpeg's own threads, glue)")
+    print(f"{'total':<16}{wall:>8.2f}{cpu:>8.2f}{'':>7}   both cores busy {100 * cpu / (2 * wall):.0f}% of the wall "
+          f"time")
+
+
+def run_process(path: Path, out_dir: Path, config: str | None) -> tuple[float, float, float, dict, dict]:
+    """Run `avid process` in a child; (wall seconds, CPU seconds, peak RSS MB of the child, its JSON output, its
+    seconds per stage)."""
     command = [sys.executable, "-c", "import sys; from avid.cli import main; sys.exit(main())", "--quiet"]
     if config:
         command += ["--config", config]
     command += ["process", str(path), "--out", str(out_dir)]
+    env, stage_file = stage_env(out_dir)
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=stdout, stderr=stderr)
+        child = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
         _, status, usage = os.wait4(child.pid, 0)     # this child's own rusage, not all children's
         elapsed = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -140,12 +167,13 @@ def run_process(path: Path, out_dir: Path, config: str | None) -> tuple[float, f
             stderr.seek(0)
             message = stderr.read().decode(errors="replace").strip()[-2000:]
             raise ProcessFailed(f"`avid {shlex.join(command[3:])}` exited with {child.returncode}:\n{message}")
+    times = read_stages(stage_file)
     outputs = sorted(out_dir.glob("*.json"))
     if not outputs:
         raise ProcessFailed(f"`avid process {path}` wrote no JSON into {out_dir}")
     result = json.loads(outputs[0].read_text(encoding="utf-8"))
     peak_rss_mb = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20
-    return elapsed, usage.ru_utime + usage.ru_stime, peak_rss_mb, result
+    return elapsed, usage.ru_utime + usage.ru_stime, peak_rss_mb, result, times
 
 
 def bench(name: str, path: Path, work: Path, config: str | None) -> Row:
@@ -155,9 +183,9 @@ def bench(name: str, path: Path, work: Path, config: str | None) -> Row:
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.iterdir():
         old.unlink()
-    elapsed, cpu, rss, result = run_process(path, out_dir, config)
+    elapsed, cpu, rss, result, times = run_process(path, out_dir, config)
     return Row(name, media_seconds, decode, elapsed, decode_cpu, cpu, rss, len(result.get("face_tracks", [])),
-               len(result.get("speech_regions", [])))
+               len(result.get("speech_regions", [])), times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{row.peak_rss_mb:>13.0f}"
               f"{row.face_tracks:>8}{row.speech_regions:>8}")
 
+    for row in rows:
+        print_stages(row.name, row.stages, row.process_seconds, row.process_cpu_seconds)
     checks = _acceptance(rows, args.durations)
     for text, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")

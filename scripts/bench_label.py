@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ingest import decode_seconds, make_video  # noqa: E402  (the same generator and decode floor)
+from bench_ingest import decode_seconds, make_video, print_stages, read_stages, stage_env  # noqa: E402
+# (the same generator, decode floor and per-stage table)
 
 from avid import media  # noqa: E402
 
@@ -44,8 +45,9 @@ class LabelFailed(Exception):
 
 
 def run_label(path: Path, out_dir: Path, formats: str, config: str | None,
-              extra: tuple[str, ...] = ()) -> tuple[float, float, float, dict]:
-    """Run `avid label` in a child; (wall seconds, CPU seconds, peak RSS MB of the child, its JSON output)."""
+              extra: tuple[str, ...] = ()) -> tuple[float, float, float, dict, dict]:
+    """Run `avid label` in a child; (wall seconds, CPU seconds, peak RSS MB of the child, its JSON output, its
+    seconds per stage: avid.stages)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.iterdir():
         old.unlink()
@@ -53,16 +55,18 @@ def run_label(path: Path, out_dir: Path, formats: str, config: str | None,
     if config:
         command += ["--config", config]
     command += ["label", str(path), "--out", str(out_dir), "--format", formats, *extra]
+    env, stage_file = stage_env(out_dir)
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=stdout, stderr=stderr)
+        child = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
         _, status, usage = os.wait4(child.pid, 0)     # this child's own rusage
         elapsed = time.perf_counter() - started
         if os.waitstatus_to_exitcode(status) != 0:
             stderr.seek(0)
             raise LabelFailed(f"`{' '.join(command[3:])}` failed:\n{stderr.read().decode(errors='replace')[-2000:]}")
+    times = read_stages(stage_file)
     result = json.loads(next(out_dir.glob("*.json")).read_text(encoding="utf-8"))
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, result
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, result, times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(("label+words", FORMATS + ",txt", ("--transcribe",)))
     rows = []
     try:
-        startup, startup_cpu, _, _ = run_label(startup_clip, args.work / "label_startup", FORMATS, args.config)
+        startup, startup_cpu, _, _, startup_stages = run_label(startup_clip, args.work / "label_startup", FORMATS, args.config)
         for name, path in videos.items():
             seconds = media.probe(path).duration
             decode, decode_cpu = decode_seconds(path)
             for run_name, formats, extra in runs:
                 print(f"{run_name} {name} ...", flush=True)
-                elapsed, cpu, rss, result = run_label(path, args.work / f"label_{name}_{run_name}", formats,
+                elapsed, cpu, rss, result, times = run_label(path, args.work / f"label_{name}_{run_name}", formats,
                                                       args.config, extra)
                 people = {p["name"]: round(p["speech_seconds"], 1) for p in result["people"]}
                 rows.append({"video": name, "run": run_name, "media_s": round(seconds, 2),
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                              "rtf": round(seconds / elapsed, 2),
                              "rtf_minus_startup": round(seconds / max(elapsed - startup, 1e-6), 2),
                              "rtf_cpu_2cores": round(seconds / (cpu / 2), 2),
-                             "peak_rss_mb": round(rss), "turns": len(result["turns"]), "people": people})
+                             "peak_rss_mb": round(rss), "turns": len(result["turns"]), "people": people,
+                             "stages": times})
     except LabelFailed as err:
         print(f"bench_label: {err}", file=sys.stderr)
         return 2
@@ -116,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ratio']:>7.1f}{r['label_cpu_s']:>8.1f}{r['cpu_ratio']:>10.1f}{r['rtf']:>7.2f}"
               f"{r['rtf_minus_startup']:>12.2f}{r['rtf_cpu_2cores']:>11.2f}{r['peak_rss_mb']:>8}{r['turns']:>7}  "
               f"{r['people']}")
+    for row in rows:
+        print_stages(f"{row['video']} {row['run']}", row["stages"], row["label_s"], row["label_cpu_s"])
+    print("\nstart-up run (1 s clip): " + ", ".join(f"{name} {t['cpu_s']:.2f}" for name, t in
+                                                   sorted(startup_stages.items(), key=lambda i: -i[1]["cpu_s"])[:4])
+          + f" s CPU of {startup_cpu:.2f}")
     for words in (r for r in rows if r["run"] == "label+words"):
         plain = next(r for r in rows if r["run"] == "label" and r["video"] == words["video"])
         extra = words["label_s"] - plain["label_s"]

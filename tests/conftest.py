@@ -136,3 +136,34 @@ def bad_inputs(synthetic, media_dir, talking_video) -> dict[str, Path]:
         "text_as_jpg": synthetic.write_text_as(folder / "photo.jpg"),
         "text_as_wav": synthetic.write_text_as(folder / "voice.wav"),
     }
+
+
+@pytest.fixture(scope="session")
+def served_library(tmp_path_factory, synthetic, talking_video, two_speaker_video):
+    """A small library for `avid serve`: the two-person interview and the astronaut's talk (transcribed), a photo
+    of Grace Hopper; Grace Hopper enrolled by another photo, the astronaut left unknown and clustered. Returns
+    {"db", "interview", "talk", "photo", "astronaut_query", "folder"}; tests that change it work on a copy."""
+    from avid.cli import main
+    from avid.config import load_config
+    from avid.library import process_collection, unknown_clusters
+
+    root = tmp_path_factory.mktemp("served")
+    folder = root / "recordings"
+    folder.mkdir()
+    interview = folder / "interview.mp4"
+    interview.write_bytes(two_speaker_video.read_bytes())
+    talk = folder / "astronaut talk.mp4"
+    talk.write_bytes(talking_video.read_bytes())
+    photo = synthetic.write_image(folder / "hopper.jpg", synthetic.grace_hopper_face())
+    enrol = synthetic.write_image(root / "hopper enrol.jpg", synthetic.grace_hopper_face()[10:-10, 10:-10].copy(),
+                                  quality=85)
+    query = synthetic.write_image(root / "astronaut query.jpg", synthetic.astronaut_face()[20:480, 30:500].copy(),
+                                  quality=80)
+    db = root / "library.db"
+    cfg = load_config(overrides={"library": {"transcribe": True}})
+    summary = process_collection([folder], db, cfg, workers=1, quiet=True)
+    assert summary.ok and len(summary.processed) == 3, summary.lines()
+    assert main(["--quiet", "enroll", "Grace Hopper", "--image", str(enrol), "--db", str(db)]) == 0
+    unknown_clusters(db, cfg)
+    return {"db": db, "interview": interview, "talk": talk, "photo": photo, "astronaut_query": query,
+            "folder": folder}

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from pyannote.core import Annotation, Segment
+from pyannote.core import Annotation, Segment, Timeline
 
 from avid.active_speaker import LipSync, _rolling_correlation, crowded_speech, fuse, relink
 from avid.config import load_config
@@ -100,6 +100,16 @@ def test_mouths_that_never_stand_out_leave_the_audio_turns(cfg):
     assert [(t.speaker, t.start, t.end) for t in fused] == [(t.speaker, t.start, t.end) for t in turns]
 
 
+def test_a_mouth_cut_to_a_sliver_by_an_overlap_splits_nothing(cfg):
+    """spk1's mouth talks from 2.9 s, but the voices hear spk0 alone only until 2.95 s, where both talk: a
+    0.05 s switch would break spk0's turn in two; it is shorter than min_run_seconds and left alone."""
+    times = np.arange(0.0, 8.0, 0.04)
+    turns = [SpeechTurn(0.5, 4.0, "spk0"), SpeechTurn(2.95, 6.0, "spk1")]
+    sync = _sync(times, {0: [(0.5, 2.9)], 1: [(2.9, 6.0)]})
+    fused, _ = fuse(turns, {"spk0": [0], "spk1": [1]}, sync, cfg)
+    assert [(t.speaker, t.start, t.end) for t in fused] == [("spk0", 0.5, 4.0), ("spk1", 2.95, 6.0)]
+
+
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
 def split_screen(synthetic, tmp_path_factory):
@@ -136,17 +146,22 @@ def test_in_a_split_screen_each_turn_goes_to_the_mouth_in_sync(split_screen, cfg
     assert sorted(side.values()) == [0, 1]
 
     def credited(result):
+        """Reference turns more than half covered by turns of the face on the speaker's side."""
         right = 0
         for a, b, who in reference:
-            best = max(result.turns, key=lambda turn: min(turn.end, b) - max(turn.start, a))
-            right += best.track_id is not None and side[best.track_id] == who
+            theirs = Timeline([Segment(t.start, t.end) for t in result.turns
+                               if t.track_id is not None and side[t.track_id] == who])
+            right += theirs.support().crop(Segment(a, b)).duration() > (b - a) / 2
         return right
 
     audio_only = label_recording(path, load_config(overrides={"active_speaker": {"enabled": False}}),
                                  ingest=ingest, models=models)
     both = label_recording(path, cfg, ingest=ingest, models=models)
     assert credited(both) == len(reference) > credited(audio_only)
-    assert all(t.lip_sync is not None and t.lip_sync > 0.3 for t in both.turns if t.end - t.start > 1.0)
+    # Each long turn heard alone shows its mouth in sync (an overlapped one may be a voice the audio heard wrongly
+    # over the other's: its low sync is the evidence of that).
+    assert all(t.lip_sync is not None and t.lip_sync > 0.3 for t in both.turns
+               if t.end - t.start > 1.0 and not t.overlap)
     # The JSON carries the evidence: each turn's face and how in sync its mouth was.
     assert main(["--quiet", "label", str(path), "--format", "json", "--out", str(tmp_path)]) == 0
     turns = json.loads((tmp_path / "split screen.json").read_text())["turns"]

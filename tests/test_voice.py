@@ -239,6 +239,26 @@ def test_speech_regions_are_tight_and_streaming_gives_the_same_result(campplus, 
     assert len(streamed_analysis.windows) == len(analysis.windows)
 
 
+def test_a_pause_of_digital_silence_between_two_voices_is_silence(campplus, speech, other_speech):
+    """segmentation-3.0 bridges a quarter second of zeros between two speakers; voice.segmentation.silence_db
+    makes it silence (a gap in the regions and no speaker in its frames), and streaming measures the same."""
+    pause = 0.25
+    audio = np.concatenate([synthetic.silence(0.5), speech, np.zeros(int(pause * SR), np.float32), other_speech,
+                            synthetic.silence(0.5)])
+    gap = (0.5 + len(speech) / SR, 0.5 + len(speech) / SR + pause)
+    regions, analysis = analyse_speech([audio], load_config(), campplus)
+    segmentation = analysis.segmentation
+    times = segmentation.time_of(np.arange(segmentation.num_frames))
+    inside = (times > gap[0] + 0.03) & (times < gap[1] - 0.03)
+    assert segmentation.speaker_count(2, 0.5, 0.5)[inside].max() >= 1          # the network alone hears speech
+    assert segmentation.counts(load_config())[inside].max() == 0
+    assert not any(r.start < gap[0] + 0.03 and r.end > gap[1] - 0.03 for r in regions)
+    off = load_config(overrides={"voice": {"segmentation": {"silence_db": None}}})
+    assert segmentation.counts(off)[inside].max() >= 1
+    _, streamed = analyse_speech([audio[i:i + 7777] for i in range(0, len(audio), 7777)], load_config(), campplus)
+    assert np.array_equal(streamed.segmentation.loudness, segmentation.loudness)
+
+
 def test_silence_gives_no_speech_and_no_voices(campplus):
     regions, analysis = analyse_speech([synthetic.silence(25.0)], load_config(), campplus)
     assert regions == [] and analysis.windows == []

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from ..errors import AvidError, StoreError
 from ..export import FORMATS, write_outputs
+from ..stages import stage
 from ..ingest import output_stem
 from ..label import label_recording
 from ..types import LabelResult
@@ -73,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                                  min_speakers=args.min_speakers, max_speakers=args.max_speakers,
                                  enroll_unknown=args.enroll_unknown, progress=progress,
                                  transcribe=args.transcribe, language=args.language)
-    written = write_outputs(result, args.out, formats, cfg, stem=output_stem(path))
+    with stage("export"):
+        written = write_outputs(result, args.out, formats, cfg, stem=output_stem(path))
     for warning in result.warnings:
         print(f"avid: warning: {path}: {warning}", file=sys.stderr)
     print(summary(result))

@@ -16,23 +16,25 @@ import numpy as np
 import torch
 
 from ..config import Config
+from ..device import resolve_device
 from ..types import FaceDetection, Frame
 from .mtcnn import apply_regression, batched_nms, generate_boxes, load_nets, to_square
 
 
-def _as_net_input(images: np.ndarray) -> torch.Tensor:
-    """(n, h, w, 3) uint8 -> the nets' normalised channels-last float input."""
-    tensor = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+def _as_net_input(images: np.ndarray, device: str) -> torch.Tensor:
+    """(n, h, w, 3) uint8 -> the nets' normalised channels-last float input on ``device``."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
     return ((tensor - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
 
 
 def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float], factor: float,
-              ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """MTCNN on a batch of equal-size RGB uint8 images (n, h, w, 3).
+              device: str = "cpu") -> list[tuple[np.ndarray, np.ndarray]]:
+    """MTCNN on a batch of equal-size RGB uint8 images (n, h, w, 3), the nets on ``device`` (the box bookkeeping
+    between them stays on the CPU).
 
     Returns per image (boxes (k, 5): x1, y1, x2, y2, probability; landmarks (k, 5, 2)) in image pixels.
     """
-    pnet, rnet, onet = load_nets()
+    pnet, rnet, onet = load_nets(device)
     n, height, width = images.shape[:3]
     # Stage 1: the P-net slides over a pyramid of scales, from faces of min_face_size up to the whole image.
     scales, scale, side = [], 12.0 / min_face_size, min(height, width) * 12.0 / min_face_size
@@ -43,7 +45,7 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
     for scale in scales:
         size = (int(width * scale + 1), int(height * scale + 1))
         level = np.stack([cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in images])
-        regression, probability = pnet(_as_net_input(level))
+        regression, probability = (out.cpu() for out in pnet(_as_net_input(level, device)))
         found, index = generate_boxes(regression, probability[:, 1], scale, thresholds[0])
         keep = batched_nms(found[:, :4], found[:, 4], index, 0.5)
         boxes.append(found[keep])
@@ -57,7 +59,7 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
                                    boxes[:, 4]], dim=1))
     # Stage 2: the R-net rescores each candidate on a 24x24 crop and refines its box.
     if len(boxes):
-        regression, probability = _run_bucketed(rnet, _crops(images, boxes, image_index, 24))
+        regression, probability = _run_bucketed(rnet, _crops(images, boxes, image_index, 24), device)
         passed = probability[:, 1] > thresholds[1]
         boxes = torch.cat([boxes[passed, :4], probability[passed, 1:2]], dim=1)
         image_index, regression = image_index[passed], regression[passed]
@@ -67,7 +69,7 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
     # Stage 3: the O-net on 48x48 crops gives the final score, box and five landmarks.
     landmarks = torch.zeros(0, 5, 2)
     if len(boxes):
-        regression, points, probability = _run_bucketed(onet, _crops(images, boxes, image_index, 48))
+        regression, points, probability = _run_bucketed(onet, _crops(images, boxes, image_index, 48), device)
         passed = probability[:, 1] > thresholds[2]
         boxes = torch.cat([boxes[passed, :4], probability[passed, 1:2]], dim=1)
         image_index, regression, points = image_index[passed], regression[passed], points[passed]
@@ -81,17 +83,18 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
     return [(boxes[image_index == i], landmarks[image_index == i]) for i in range(n)]
 
 
-def _run_bucketed(net, crops: torch.Tensor, bucket: int = 32) -> tuple[torch.Tensor, ...]:
-    """Run ``net`` on the crops zero-padded to a multiple of ``bucket``, so that the batch sizes repeat: oneDNN caches
-    kernels per input shape, and with a new shape for every candidate count memory grew with video length."""
+def _run_bucketed(net, crops: np.ndarray, device: str, bucket: int = 32) -> tuple[torch.Tensor, ...]:
+    """Run ``net`` on the uint8 crops zero-padded to a multiple of ``bucket``, so that the batch sizes repeat: oneDNN
+    caches kernels per input shape, and with a new shape for every candidate count memory grew with video length.
+    The outputs come back on the CPU."""
     n = len(crops)
     padded = -(-n // bucket) * bucket
     if padded != n:
-        crops = torch.cat([crops, crops.new_zeros((padded - n, *crops.shape[1:]))])
-    return tuple(out[:n] for out in net(crops))
+        crops = np.concatenate([crops, np.zeros((padded - n, *crops.shape[1:]), crops.dtype)])
+    return tuple(out[:n].cpu() for out in net(_as_net_input(crops, device)))
 
 
-def _crops(images: np.ndarray, boxes: torch.Tensor, image_index: torch.Tensor, size: int) -> torch.Tensor:
+def _crops(images: np.ndarray, boxes: torch.Tensor, image_index: torch.Tensor, size: int) -> np.ndarray:
     """Each candidate box cut from its image (clipped to it, as facenet-pytorch does) and resized to size x size."""
     height, width = images.shape[1:3]
     corners = boxes[:, :4].trunc().int().numpy()
@@ -101,7 +104,7 @@ def _crops(images: np.ndarray, boxes: torch.Tensor, image_index: torch.Tensor, s
     for k, i in enumerate(image_index.numpy()):
         if x2[k] > x1[k] and y2[k] > y1[k]:
             crops[k] = cv2.resize(images[i, y1[k]:y2[k], x1[k]:x2[k]], (size, size), interpolation=cv2.INTER_AREA)
-    return _as_net_input(crops)
+    return crops
 
 
 def set_torch_threads(threads: int) -> None:
@@ -151,7 +154,8 @@ class FaceDetector:
         self.image_max_side = int(settings.image_max_side)
         self.full_quality_size = float(settings.full_quality_size)
         set_torch_threads(int(settings.threads))
-        load_nets()                                     # load now, not on the first frame
+        self.device = resolve_device(cfg.device)
+        load_nets(self.device)                          # load now, not on the first frame
 
     def detect(self, frames: list[Frame]) -> list[list[FaceDetection]]:
         """Faces in each frame, in the same order. Consecutive frames of one size are run as one batch."""
@@ -184,7 +188,7 @@ class FaceDetector:
             return [[] for _ in frames]
         images = np.stack([_as_rgb(f.image) for f in frames])
         with torch.inference_mode():
-            found = run_mtcnn(images, self.min_face_size, self.thresholds, self.factor)
+            found = run_mtcnn(images, self.min_face_size, self.thresholds, self.factor, self.device)
         return [self._to_detections(frame, boxes, points) for frame, (boxes, points) in zip(frames, found)]
 
     def _to_detections(self, frame: Frame, boxes: np.ndarray, points: np.ndarray) -> list[FaceDetection]:

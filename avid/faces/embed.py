@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..config import Config
+from ..device import resolve_device
 from ..errors import ConfigError, ModelError
 from ..types import FaceDetection
 from ..vectors import unit_rows
@@ -139,7 +140,8 @@ class FacenetFaceEncoder(FaceEncoder):
 
     def __init__(self, cfg: Config):
         self.margin = float(cfg.faces.encoder.facenet_margin)
-        self._model = _facenet_model(_facenet_weights_path(cfg))
+        self.device = resolve_device(cfg.device)
+        self._model = _facenet_model(_facenet_weights_path(cfg), self.device)
 
     def chips(self, image: np.ndarray, detections: list[FaceDetection], scale: float = 1.0) -> list[np.ndarray]:
         height, width = image.shape[:2]
@@ -158,10 +160,10 @@ class FacenetFaceEncoder(FaceEncoder):
     def embed_chips(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
             return np.zeros((0, self.dim), np.float32)
-        batch = torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2).float()
+        batch = torch.from_numpy(np.stack(chips)).to(self.device).permute(0, 3, 1, 2).float()
         with torch.inference_mode():
             vectors = self._model((batch - 127.5) / 128.0)     # facenet-pytorch's fixed_image_standardization
-        return unit_rows(vectors.numpy())
+        return unit_rows(vectors.cpu().numpy())
 
 
 def _facenet_weights_path(cfg: Config) -> Path:
@@ -177,7 +179,7 @@ def _facenet_weights_path(cfg: Config) -> Path:
 
 
 @lru_cache(maxsize=2)
-def _facenet_model(path: Path):
+def _facenet_model(path: Path, device: str = "cpu"):
     from facenet_pytorch import InceptionResnetV1
 
     try:
@@ -193,7 +195,7 @@ def _facenet_model(path: Path):
         model.load_state_dict(state)
     except RuntimeError:
         raise ModelError("weights do not fit InceptionResnetV1 (expected the vggface2 state dict)", path) from None
-    return model.eval()
+    return model.eval().to(device)
 
 
 # SFace's alignment template: where the eyes, nose tip and mouth corners (image left first, as MTCNN and YuNet give

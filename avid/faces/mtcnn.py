@@ -85,9 +85,10 @@ class ONet(nn.Module):
         return self.dense6_2(x), self.dense6_3(x), torch.softmax(self.dense6_1(x), dim=1)
 
 
-@lru_cache(maxsize=1)
-def load_nets() -> tuple[PNet, RNet, ONet]:
-    """The three nets with facenet-pytorch's bundled weights, in eval mode and channels-last, loaded once."""
+@lru_cache(maxsize=2)
+def load_nets(device: str = "cpu") -> tuple[PNet, RNet, ONet]:
+    """The three nets with facenet-pytorch's bundled weights, in eval mode and channels-last on ``device``,
+    loaded once."""
     spec = importlib.util.find_spec("facenet_pytorch")   # located, not imported (see the module docstring)
     if spec is None or not spec.submodule_search_locations:
         raise ModelError("face detection needs the facenet-pytorch package (pip install facenet-pytorch==2.5.3)")
@@ -99,7 +100,7 @@ def load_nets() -> tuple[PNet, RNet, ONet]:
         except (OSError, RuntimeError) as exc:
             raise ModelError(f"MTCNN weights unreadable ({exc.__class__.__name__}); reinstall facenet-pytorch",
                              data / name) from None
-        nets.append(net.eval().to(memory_format=torch.channels_last))
+        nets.append(net.eval().to(device=device, memory_format=torch.channels_last))
     return tuple(nets)
 
 

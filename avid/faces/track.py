@@ -19,6 +19,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..config import Config
+from ..stages import stage
 from ..types import FaceDetection, FaceTrack, Frame
 from ..vectors import unit_mean, unit_rows
 from .embed import FaceEncoder
@@ -93,14 +94,16 @@ class FaceTracker:
         targets = self._assign(detections)
         chip_wanted = [self._wants_chip(target, det.quality) for target, det in zip(targets, detections)]
         wanted = [det for det, want in zip(detections, chip_wanted) if want]
-        chips = iter(self.encoder.chips(frame.image, wanted, frame.scale) if wanted else [])
+        with stage("face embed"):
+            chips = iter(self.encoder.chips(frame.image, wanted, frame.scale) if wanted else [])
         for det, target, want in zip(detections, targets, chip_wanted):
             if target is None:
                 target = _OpenTrack(FaceTrack(id=next(self._ids)))
                 self._open.append(target)
             target.track.detections.append(det)
             if self.with_mouth:
-                target.track.mouth_openness.append(mouth_openness(frame.image, det, frame.scale))
+                with stage("landmarks"):
+                    target.track.mouth_openness.append(mouth_openness(frame.image, det, frame.scale))
             if want:
                 self._keep_chip(target, det.quality, next(chips))
 
@@ -157,7 +160,8 @@ class FaceTracker:
 
     def _close(self, open_track: _OpenTrack) -> _ClosedTrack:
         track = open_track.track
-        vectors = self.encoder.embed_chips([chip for _, _, chip in open_track.chips])
+        with stage("face embed"):
+            vectors = self.encoder.embed_chips([chip for _, _, chip in open_track.chips])
         open_track.chips.clear()
         track.embedding = unit_mean(vectors)
         return _ClosedTrack(track, n_chips=len(vectors), spans=[(track.start, track.end)])

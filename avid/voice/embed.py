@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelError, NoContentError
+from ..device import resolve_device
 from ..types import SpeechRegion
 from ..vectors import unit_mean
 from .vad import detect_speech, torch_threads
@@ -86,9 +87,9 @@ def normalize_volume(audio: np.ndarray) -> np.ndarray:
     return audio if change_db < 0 else (audio * 10.0 ** (change_db / 20.0)).astype(np.float32)
 
 
-@lru_cache(maxsize=1)
-def _load_network():
-    """Resemblyzer's encoder with the weights bundled in its wheel, loaded once per process on CPU."""
+@lru_cache(maxsize=2)
+def _load_network(device: str = "cpu"):
+    """Resemblyzer's encoder with the weights bundled in its wheel, loaded once per process and device."""
     try:
         from resemblyzer import hparams
         from resemblyzer.voice_encoder import VoiceEncoder as ResemblyzerEncoder
@@ -97,7 +98,7 @@ def _load_network():
     weights = Path(hparams.__file__).resolve().parent / "pretrained.pt"
     if not weights.exists():
         raise ModelError("Resemblyzer's bundled weights are missing (reinstall resemblyzer)", weights)
-    network = ResemblyzerEncoder(device="cpu", verbose=False, weights_fpath=weights)
+    network = ResemblyzerEncoder(device=device, verbose=False, weights_fpath=weights)
     return network.eval()
 
 
@@ -150,7 +151,8 @@ class VoiceEncoder:
         if not 0 < self.hop_seconds <= self.window_seconds:
             raise ConfigError(f"voice.embed.hop_seconds must be in (0, window_seconds], got {self.hop_seconds}")
         self._cfg = cfg
-        self._network = _load_network()
+        self.device = resolve_device(cfg.device)
+        self._network = _load_network(self.device)
 
     def embed_mels(self, mels: list[np.ndarray]) -> np.ndarray:
         """(n, 256) L2-normalised embeddings of mel spectrograms (frames, 40), batched; lengths may differ."""
@@ -168,8 +170,8 @@ class VoiceEncoder:
                 while i < len(order) and len(batch) < self.batch_size and len(mels[order[i]]) == length:
                     batch.append(order[i])
                     i += 1
-                tensor = torch.from_numpy(np.stack([mels[j] for j in batch]))
-                out[batch] = self._network(tensor).numpy()
+                tensor = torch.from_numpy(np.stack([mels[j] for j in batch])).to(self.device)
+                out[batch] = self._network(tensor).cpu().numpy()
         return out
 
     def _region_windows(self, audio: np.ndarray, offset: float, regions: list[SpeechRegion]):

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import weights
+from ..device import resolve_device
 from ..errors import ModelError
 
 SAMPLE_RATE = 16000
@@ -402,6 +403,7 @@ class Segmentation:
     frame_step: float
     path: str
     sample_rate: int = SAMPLE_RATE
+    device: str = "cpu"
 
     @property
     def window_samples(self) -> int:
@@ -412,28 +414,29 @@ class Segmentation:
 
     def log_probs(self, windows) -> np.ndarray:
         """(batch, samples) or (batch, 1, samples) float audio -> (batch, frames, classes) float32."""
-        batch = torch.as_tensor(np.asarray(windows, dtype=np.float32))
+        batch = torch.as_tensor(np.asarray(windows, dtype=np.float32)).to(self.device)
         with torch.inference_mode():
-            return self.network(batch).numpy()
+            return self.network(batch).cpu().numpy()
 
 
 @lru_cache(maxsize=4)
-def _load(path: str) -> Segmentation:
+def _load(path: str, device: str = "cpu") -> Segmentation:
     file = Path(path)
     checkpoint = weights.load_checkpoint(file, WHAT, safe_globals=_safe_globals())
     duration, speakers, at_once = _specifications(checkpoint, file)
     mapping = powerset_mapping(speakers, at_once)
-    network = _build(checkpoint, mapping.shape[0], file)
+    network = _build(checkpoint, mapping.shape[0], file).to(device)
     start, frame_duration, step = frame_geometry(network.stride)
     return Segmentation(network=network, window_seconds=duration, num_speakers=speakers,
                         max_speakers_per_frame=at_once, powerset=mapping, frame_start=start,
-                        frame_duration=frame_duration, frame_step=step, path=path)
+                        frame_duration=frame_duration, frame_step=step, path=path, device=device)
 
 
 def load_segmentation(cfg) -> Segmentation:
     """The segmentation network named by ``cfg.voice.segmentation`` (weights path or null, sha256 or null),
-    checked and loaded once per process; a ModelError (naming the file) if it is missing, damaged or foreign."""
+    checked and loaded once per process (on ``cfg.device``); a ModelError (naming the file) if it is missing,
+    damaged or foreign."""
     seg_cfg = cfg.voice.segmentation
     path = weights.resolve(seg_cfg.weights, seg_cfg.sha256, PACKAGE, PACKAGED_FILE, install_hint=INSTALL_HINT,
                            what=WHAT)
-    return _load(str(path))
+    return _load(str(path), resolve_device(cfg.device))

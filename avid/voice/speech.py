@@ -8,8 +8,8 @@ what the diarizer clusters. Only the audio of the windows still to come is held,
 length; what is kept per window is its frame decisions (a few KB) and up to three embeddings.
 
 From the kept decisions: the number of speakers talking in every frame (the windows covering a frame vote), hence
-speech regions with tight boundaries (no padding: a frame is speech because the network says so) and
-overlapped speech.
+speech regions with tight boundaries (no padding: a frame is speech because the network says so, unless its audio
+is digital silence, which the network bridges over short pauses) and overlapped speech.
 """
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ from typing import Iterable, Optional
 import numpy as np
 
 from ..errors import ConfigError
+from ..stages import stage
 from ..types import SpeechRegion, VoiceWindow
 from ..vectors import unit_rows
+
+LOUDNESS_HOP = 0.01     # seconds: the audio's level is kept at this resolution (a 2 h recording: 720,000 values)
 
 
 @dataclass
@@ -41,6 +44,7 @@ class LocalSpeakers:
     frame_duration: float
     window_seconds: float
     duration: float                 # seconds of audio analysed
+    loudness: Optional[np.ndarray] = None   # dBFS of every LOUDNESS_HOP seconds of the audio (None: not measured)
 
     @property
     def num_frames(self) -> int:
@@ -74,8 +78,24 @@ class LocalSpeakers:
         shape = (-1,) + (1,) * (values.ndim - 2)
         return np.where(cover.reshape(shape) > 0, total / np.maximum(cover, 1).reshape(shape), 0.0)
 
+    def audible(self, min_db: float, min_seconds: float = 0.0) -> np.ndarray:
+        """Per common-grid frame: False inside a run of at least ``min_seconds`` of frames whose audio is all
+        quieter than ``min_db`` (all True where the level was not measured)."""
+        if self.loudness is None or not len(self.loudness):
+            return np.ones(self.num_frames, dtype=bool)
+        centres = self.time_of(np.arange(self.num_frames))
+        first = np.clip(((centres - self.frame_step / 2) / LOUDNESS_HOP).astype(int), 0, len(self.loudness) - 1)
+        last = np.clip(((centres + self.frame_step / 2) / LOUDNESS_HOP).astype(int), 0, len(self.loudness) - 1)
+        loud = np.concatenate([[0], np.cumsum(self.loudness >= min_db)])
+        audible = loud[last + 1] - loud[first] > 0
+        for start, end in true_runs(~audible):
+            if (end - start) * self.frame_step < min_seconds:
+                audible[start:end] = True
+        return audible
+
     def speaker_count(self, max_count: int = 2, speech_threshold: float | None = None,
-                      overlap_threshold: float | None = None) -> np.ndarray:
+                      overlap_threshold: float | None = None, min_db: float | None = None,
+                      min_silence: float = 0.0) -> np.ndarray:
         """How many speakers talk in each common-grid frame (0, 1 or 2).
 
         Without thresholds, pyannote's rule: the windows' mean of their hard counts (each window's most likely
@@ -83,11 +103,15 @@ class LocalSpeakers:
         anyone talks reaches it; with ``overlap_threshold``, a speech frame has two speakers where their mean
         probability of two at once reaches it (at 0.5 each, the more likely answer: with only two windows over a
         frame, the rounded hard votes drop a frame that one of them hears and keep one that both barely do).
+        With ``min_db``, a pause of at least ``min_silence`` seconds whose audio is all quieter than that is
+        silence whatever the network says (it bridges short pauses, even of digital silence).
         """
         hard = np.rint(self.aggregate(self.activity.sum(axis=2, keepdims=True).astype(np.float32))[:, 0])
         speaking = hard > 0
         if speech_threshold is not None:
             speaking = self.aggregate(self.speech[:, :, None].astype(np.float32))[:, 0] >= speech_threshold
+        if min_db is not None:
+            speaking &= self.audible(min_db, min_silence)
         two = hard >= 2
         if overlap_threshold is not None:
             two = self.aggregate(self.overlap[:, :, None].astype(np.float32))[:, 0] >= overlap_threshold
@@ -97,7 +121,8 @@ class LocalSpeakers:
         """``speaker_count`` with the configured thresholds (voice.segmentation)."""
         settings = cfg.voice.segmentation
         return self.speaker_count(max_count, _optional(settings.speech_threshold),
-                                  _optional(settings.overlap_threshold))
+                                  _optional(settings.overlap_threshold), _optional(settings.silence_db),
+                                  float(settings.min_digital_silence_seconds))
 
 
 def _optional(value) -> float | None:
@@ -130,7 +155,8 @@ class LocalSpeakerAnalyzer:
         from .segmentation_net import load_segmentation
 
         settings = cfg.voice.segmentation
-        self.model = load_segmentation(cfg)
+        with stage("load models"):
+            self.model = load_segmentation(cfg)
         if sample_rate != 16000:
             raise ConfigError(f"segmentation needs 16000 Hz audio (media.audio_sample_rate), got {sample_rate}")
         self.sample_rate = sample_rate
@@ -155,9 +181,13 @@ class LocalSpeakerAnalyzer:
         self._overlap: list[np.ndarray] = []
         self._speech: list[np.ndarray] = []
         self._windows: list[VoiceWindow] = []
+        self._loudness: list[np.ndarray] = []
+        self._hop_samples = int(round(LOUDNESS_HOP * sample_rate))
+        self._unmeasured = np.zeros(0, dtype=np.float32)    # samples short of a whole loudness hop
 
     def feed(self, chunk: np.ndarray) -> None:
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        self._measure(chunk)
         self._buffer = np.concatenate([self._buffer, chunk])
         self._seen += len(chunk)
         ready = []
@@ -169,7 +199,20 @@ class LocalSpeakerAnalyzer:
                 ready = []
         self._run(ready)
 
+    def _measure(self, chunk: np.ndarray) -> None:
+        from .vad import frame_db
+
+        audio = np.concatenate([self._unmeasured, chunk])
+        whole = len(audio) // self._hop_samples * self._hop_samples
+        self._loudness.append(frame_db(audio[:whole].reshape(-1, self._hop_samples)).astype(np.float16))
+        self._unmeasured = audio[whole:]
+
     def finish(self) -> LocalSpeakerAnalysis:
+        from .vad import frame_db
+
+        if len(self._unmeasured):
+            self._loudness.append(frame_db(self._unmeasured[None]).astype(np.float16))
+            self._unmeasured = self._unmeasured[:0]
         duration = self._seen / self.sample_rate
         # The windows still owed: those the full-length loop did not reach, the last one running past the end.
         last = window_starts(duration, self.window, self.step)[-1]
@@ -187,7 +230,8 @@ class LocalSpeakerAnalyzer:
                                      speech=np.stack(self._speech).astype(np.float16),
                                      frame_start=model.frame_start, frame_step=model.frame_step,
                                      frame_duration=model.frame_duration, window_seconds=self.window,
-                                     duration=duration)
+                                     duration=duration,
+                                     loudness=np.concatenate(self._loudness + [np.zeros(0, np.float16)]))
         return LocalSpeakerAnalysis(segmentation, self._windows)
 
     def _run(self, starts: list[int]) -> None:
@@ -204,14 +248,15 @@ class LocalSpeakerAnalyzer:
         batch = np.zeros((len(starts), 1, self._window_samples), dtype=np.float32)
         for i, piece in enumerate(audio):
             batch[i, 0, :len(piece)] = piece       # the last window is padded with silence, as pyannote does
-        with torch_threads(self.threads):
+        with stage("segmentation"), torch_threads(self.threads):
             log_probs = self.model.log_probs(batch)
         activity = to_multilabel(log_probs, self.model.powerset).astype(np.uint8)
         probabilities = speaker_probabilities(log_probs, self.model.powerset)
         sizes = self.model.powerset.sum(axis=1)
         overlap = np.exp(log_probs) @ (sizes >= 2).astype(np.float32)
         speech = np.exp(log_probs) @ (sizes >= 1).astype(np.float32)
-        self._embed(starts, audio, activity)
+        with stage("voice embed"):
+            self._embed(starts, audio, activity)
         for start, act, prob, over, talk in zip(starts, activity, probabilities, overlap, speech):
             self._starts.append(start / self.sample_rate)
             self._activity.append(act)
