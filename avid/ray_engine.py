@@ -16,15 +16,17 @@ loses nothing and a file that kills every worker it meets fails alone.
 
 Media: a worker reads an input by its path, which on a cluster needs storage every node mounts at the same path;
 a worker that cannot see a file stops the run with a line naming the file and the node. Files up to
-``library.ray.ship_media_max_bytes`` (all files with ``--ship-media``) are instead sent through Ray's object store
-in ``ship_chunk_bytes`` chunks (neither side holds a whole file in memory), written by the worker to a private
-temporary file that is deleted after.
+``library.ray.ship_media_max_bytes`` (all files with ``--ship-media``) are instead streamed to the worker: a
+reader actor on the driver's node (``MediaSource``, no CPU of its own) hands out ``ship_chunk_bytes`` chunks, which
+the worker asks for one ahead and writes to a private temporary file, deleted after; no file is ever whole in any
+process's memory or in the object store.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -214,10 +216,10 @@ class Worker:
     def where(self) -> dict:
         return {"node": self.node, "pid": os.getpid(), "avid": __version__, "source": source_digest()}
 
-    def analyse(self, path: str, digest: str, cfg: Config, shipped: Optional[list] = None):
-        """One file into a FileOutcome; ``shipped`` (a list, so that Ray does not fetch it before the call) holds
-        the object refs of the file's chunks when it came through the object store."""
-        if shipped is None:
+    def analyse(self, path: str, digest: str, cfg: Config, source=None, size: int = 0, chunk: int = 0):
+        """One file into a FileOutcome: read at ``path``, or, given ``source`` (the MediaSource on the driver's
+        node), streamed from there ``chunk`` bytes at a time (the next chunk is asked for while one is written)."""
+        if source is None:
             if not os.access(path, os.R_OK):
                 return _Unseen(path, self.node)
             outcome = analyse_file(path, digest, cfg)
@@ -226,22 +228,34 @@ class Worker:
 
             with private_temp_file(prefix="avid-shipped-", suffix=Path(path).suffix.lower()) as local:
                 with open(local, "wb") as out:
-                    for ref in shipped[0]:
-                        out.write(ray.get(ref))        # one chunk in memory at a time
+                    offsets = iter(range(0, size, chunk))
+                    pending = [source.read.remote(path, o, chunk) for o in itertools.islice(offsets, 2)]
+                    while pending:
+                        block = ray.get(pending.pop(0))
+                        pending += [source.read.remote(path, o, chunk) for o in itertools.islice(offsets, 1)]
+                        out.write(block)
+                if os.path.getsize(local) != size:
+                    return _Changed(path)
                 outcome = analyse_file(str(local), digest, cfg)
         outcome.worker = f"{os.getpid()}@{self.node}"
         return outcome
 
 
-def _ship(path: str, chunk: int) -> list:
-    """The file's bytes into the object store, chunk by chunk; the refs in order."""
-    import ray
+class MediaSource:
+    """A Ray actor on the driver's node (no CPU of its own): hands out the bytes of the driver's files, a chunk at a
+    time, so that a file of any size streams to a worker without ever being whole in memory or the object store."""
 
-    refs = []
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            refs.append(ray.put(block))
-    return refs
+    def read(self, path: str, offset: int, size: int) -> bytes:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+
+@dataclass
+class _Changed:
+    """A worker's answer for a shipped file whose size changed on the driver's disk while it was sent."""
+
+    path: str
 
 
 def _start_failure(exc: Exception) -> Optional[str]:
@@ -299,6 +313,15 @@ def _drive(ray, jobs: Iterator[Job], cfg: Config, size: int, threads: int, ship_
     attempts = max(1, int(rcfg.file_attempts))
     stalled_since: Optional[float] = None     # since when no file has been running
 
+    source = None
+    if ship_below >= 0:           # a reader on the driver's node, for the files that are shipped
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here_node = ray.get_runtime_context().get_node_id()
+        source = ray.remote(num_cpus=0, max_restarts=-1)(MediaSource).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here_node, soft=False)).remote()
+        actors[source] = "driver"
+
     def start_actor() -> None:
         actor = actor_class.remote(cfg, threads)
         actors[actor] = ""
@@ -315,13 +338,13 @@ def _drive(ray, jobs: Iterator[Job], cfg: Config, size: int, threads: int, ship_
         while idle and has_job():
             job, attempt = queue.popleft()
             try:
-                shipped = [_ship(job[0], int(rcfg.ship_chunk_bytes))] if os.path.getsize(job[0]) <= ship_below \
-                    else None
+                size = os.path.getsize(job[0])
             except OSError as exc:      # gone from the driver's disk since it was hashed: this file fails alone
                 yield FileOutcome(path=job[0], content_hash=job[1], error=_unreadable(exc))
                 continue
             actor = idle.popleft()      # the worker gets an absolute path: its working folder is not ours
-            running[actor.analyse.remote(os.path.abspath(job[0]), job[1], cfg, shipped)] = (actor, job, attempt)
+            shipping = dict(source=source, size=size, chunk=int(rcfg.ship_chunk_bytes)) if size <= ship_below else {}
+            running[actor.analyse.remote(os.path.abspath(job[0]), job[1], cfg, **shipping)] = (actor, job, attempt)
         if not running and not has_job():
             return
         if not running and not starting:
@@ -369,13 +392,17 @@ def _drive(ray, jobs: Iterator[Job], cfg: Config, size: int, threads: int, ship_
                 yield FileOutcome(path=job[0], content_hash=job[1],
                                   error=f"{WORKER_DIED} [{exc.__class__.__name__}; tried {attempts} times]")
             continue
-        except ray.exceptions.RayError as exc:           # the task itself failed (e.g. a shipped chunk was lost)
+        except ray.exceptions.RayError as exc:           # the task itself failed (e.g. the file vanished mid-send)
             idle.append(actor)
             cause = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ""
             yield FileOutcome(path=job[0], content_hash=job[1],
                               error=f"the Ray worker failed on this file ({exc.__class__.__name__}: {cause})")
             continue
         idle.append(actor)
+        if isinstance(outcome, _Changed):
+            yield FileOutcome(path=job[0], content_hash=job[1], error="the file changed while it was being sent to "
+                              "a Ray worker; run again to store its new content")
+            continue
         if isinstance(outcome, _Unseen) and not os.access(job[0], os.R_OK):     # gone here too, meanwhile
             yield FileOutcome(path=job[0], content_hash=job[1], error="file not found")
             continue
