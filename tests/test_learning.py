@@ -92,7 +92,8 @@ def test_enrolled_by_voice_recognised_by_face(tmp_path, media, cfg, models):
         # Enrolling later learns from what the library already holds.
         enrolment = identify.enroll(gallery, "Grace", audios=[media["grace_voice"]], cfg=cfg, models=models)
         assert any("learned from the library" in note for note in enrolment.notes)
-        assert learned(gallery, "Grace") == {"face": 1, "voice": 1}
+        counts = learned(gallery, "Grace")      # her face, and her voice of each turn (a turn a sentence)
+        assert counts["face"] == 1 and counts["voice"] >= 1
         answer = identify.query(gallery, image=media["grace_photo"], cfg=cfg, models=models).answer
         assert answer.name == "Grace" and answer.accepted
 
