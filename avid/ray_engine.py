@@ -338,12 +338,13 @@ def _drive(ray, jobs: Iterator[Job], cfg: Config, size: int, threads: int, ship_
         while idle and has_job():
             job, attempt = queue.popleft()
             try:
-                size = os.path.getsize(job[0])
+                nbytes = os.path.getsize(job[0])
             except OSError as exc:      # gone from the driver's disk since it was hashed: this file fails alone
                 yield FileOutcome(path=job[0], content_hash=job[1], error=_unreadable(exc))
                 continue
             actor = idle.popleft()      # the worker gets an absolute path: its working folder is not ours
-            shipping = dict(source=source, size=size, chunk=int(rcfg.ship_chunk_bytes)) if size <= ship_below else {}
+            shipping = dict(source=source, size=nbytes, chunk=int(rcfg.ship_chunk_bytes)) \
+                if nbytes <= ship_below else {}
             running[actor.analyse.remote(os.path.abspath(job[0]), job[1], cfg, **shipping)] = (actor, job, attempt)
         if not running and not has_job():
             return
