@@ -6,8 +6,8 @@ time range. Files are identified by the SHA-256 of their content, so a rerun ski
 observations are written in ONE transaction together with its ``done`` status, so a run killed at any moment
 leaves either all of a file or none of it, and the file is simply redone on the next run.
 
-Work runs in parallel worker processes (a spawn process pool, each worker loading its models once) or as Ray tasks,
-while the parent process is the single writer of the store. A lock file next to the store keeps a second
+Work runs in parallel worker processes (a spawn process pool, each worker loading its models once) or in a pool of
+Ray actors, here or on a cluster (avid.ray_engine), while the parent process is the single writer of the store. A lock file next to the store keeps a second
 ``process`` run off the same store; a per-file failure (corrupt file, file gone, crashed worker) is recorded with its
 error and the run goes on; a full disk stops the run cleanly with nothing half-written.
 
@@ -105,6 +105,7 @@ class FileOutcome:
     observations: list[ObservationRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: Optional[str] = None        # set when the file failed
+    worker: Optional[str] = None       # the Ray worker that did it, "pid@node" (not stored)
 
 
 @dataclass
@@ -507,57 +508,6 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=True)
 
 
-def _import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise AvidError("--engine ray needs the ray package: pip install 'ray>=2.9' (or avid[scale])") from None
-    return ray
-
-
-def _ray_analyse(path: str, digest: str, cfg: Config, threads: int) -> FileOutcome:
-    """A Ray task: the same work as a pool worker; each Ray worker process keeps its models between tasks."""
-    if _worker_models is None:
-        _init_worker(cfg, threads)       # Ray's own daemons end its workers
-    return analyse_file(path, digest, cfg)
-
-
-def _run_ray(jobs: Iterable[Job], cfg: Config, workers: int, address: Optional[str]) -> Iterator[FileOutcome]:
-    """Ray tasks, at most ``workers`` in flight; results come back here, to the single writer."""
-    ray = _import_ray()
-    started_here = not ray.is_initialized()
-    if started_here:
-        on_term = signal.getsignal(signal.SIGTERM)
-        try:
-            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.ERROR)
-        except Exception as exc:      # Ray raises plain Exception when its node does not come up in time
-            raise AvidError(f"cannot start or join Ray ({address or 'local'}): {exc}") from None
-        if on_term is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, on_term)   # Ray's handler dumps a stack and exits 1; ours stops as Ctrl-C
-    threads = 1 if address else _threads_per_worker(workers)
-    task = ray.remote(num_cpus=1, max_retries=0)(_ray_analyse)
-    in_flight: dict = {}
-    jobs = iter(jobs)
-    try:
-        while True:
-            while len(in_flight) < workers and (job := next(jobs, None)) is not None:
-                in_flight[task.remote(job[0], job[1], cfg, threads)] = job
-            if not in_flight:
-                return
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            job = in_flight.pop(ready[0])
-            try:
-                yield ray.get(ready[0])
-            except ray.exceptions.RayError as exc:     # the worker died, or Ray lost the task
-                yield FileOutcome(path=job[0], content_hash=job[1], error=f"{WORKER_DIED} [{exc.__class__.__name__}]")
-    finally:
-        for ref in in_flight:
-            ray.cancel(ref, force=True)
-        if started_here:
-            ray.shutdown()
-
-
 # ================================================================================================ the writer
 
 
@@ -592,10 +542,15 @@ def _store_outcome(gallery: Gallery, outcome: FileOutcome) -> bool:
 
 
 def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: Config, workers: int = 0,
-                       engine: str = "local", address: Optional[str] = None, quiet: bool = False) -> Summary:
+                       engine: str = "local", address: Optional[str] = None, quiet: bool = False,
+                       ship_media: bool = False) -> Summary:
     """Process files, folders and globs into the library store at ``db_path``; see the module docstring.
 
-    ``workers`` 0 takes ``library.workers`` from the config (0 there: one per core, at most max_auto_workers).
+    ``workers`` 0 takes ``library.workers`` from the config (0 there: one per core, at most max_auto_workers; on
+    a Ray cluster, one per CPU the cluster offers). ``engine`` "ray" with ``address`` (HOST:PORT, auto; else
+    RAY_ADDRESS) joins a Ray cluster, without it runs a private Ray here (avid.ray_engine); ``ship_media`` sends
+    every file's bytes to the Ray workers (by default only files up to ``library.ray.ship_media_max_bytes`` on a
+    cluster are).
     Raises StoreError when the store cannot be written (locked by another run, disk full); everything stored
     before that point stays stored and a rerun continues from there.
     """
@@ -605,9 +560,14 @@ def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: C
     paths = [str(p) for p in expand_inputs([str(i) for i in inputs])]
     if engine not in ("local", "ray"):
         raise AvidError(f"--engine must be local or ray, not {engine!r}")
-    workers = _worker_count(workers or lcfg.workers, lcfg.max_auto_workers, on_this_machine=address is None)
     if engine == "ray":
-        _import_ray()    # a missing package is reported before any work starts
+        from . import ray_engine
+
+        ray_engine.import_ray()    # a missing package is reported before any work starts
+        address = ray_engine.cluster_address(address)
+    workers = workers or lcfg.workers
+    if not (engine == "ray" and address and not workers):    # a cluster's workers are its CPUs, counted there
+        workers = _worker_count(workers, lcfg.max_auto_workers, on_this_machine=address is None)
     summary = Summary(total=len(paths))
     new_store = not db_path.exists()
     gallery = Gallery(db_path)
@@ -622,7 +582,7 @@ def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: C
                     digests: dict[str, str] = {}
                     jobs = _jobs(paths, done, summary, bar, lcfg.hash_block_bytes, digests)
                     if engine == "ray":
-                        outcomes = _run_ray(jobs, cfg, workers, address)
+                        outcomes = ray_engine.run(jobs, cfg, workers, address, ship_media)
                     elif workers == 1:
                         outcomes = _run_serial(jobs, cfg)
                     else:

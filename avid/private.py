@@ -44,6 +44,18 @@ def _disk_full_said(path: Path) -> Iterator[None]:
                             path) from None
 
 
+@contextlib.contextmanager
+def private_temp_file(prefix: str = "avid-", suffix: str = "") -> Iterator[Path]:
+    """A fresh temporary file only its owner can read (mkstemp: O_EXCL, 0600), removed when the block ends, however
+    it ends (a Ray worker's copy of a shipped input)."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def write_private_text(path: str | Path, text: str) -> Path:
     with private_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -173,12 +173,13 @@ def test_ctrl_c_while_the_workers_start_is_the_parents_alone(collection, tmp_pat
 
 
 @pytest.mark.slow
-def test_ray_engine_stops_cleanly_on_sigterm(collection, tmp_path):
+def test_ray_engine_stops_cleanly_on_sigterm_and_a_rerun_completes(collection, clean, cfg, tmp_path):
     pytest.importorskip("ray")
-    proc = start(collection, tmp_path / "library.db", "--engine", "ray")
+    db = tmp_path / "library.db"
+    proc = start(collection, db, "--engine", "ray")
     try:
         deadline = time.monotonic() + 120
-        while not any(_cmdline(pid).startswith("ray::_ray_analyse") for pid in session_processes(proc.pid)):
+        while not any(_cmdline(pid).startswith("ray::Worker.analyse") for pid in session_processes(proc.pid)):
             assert proc.poll() is None and time.monotonic() < deadline, "no Ray task ever ran"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGTERM)   # while tasks run
@@ -187,6 +188,9 @@ def test_ray_engine_stops_cleanly_on_sigterm(collection, tmp_path):
         assert_nothing_left(proc.pid, timeout=30.0)
     finally:
         _kill_session(proc.pid)
+    assert_only_whole_files(db, clean)
+    process_collection([collection], db, cfg, workers=2, engine="ray", quiet=True)    # resumed as the local one
+    assert compare_contents(library_contents(db), clean) == []
 
 
 def _kill_session(sid: int) -> None:

@@ -30,11 +30,17 @@ def register(subparsers) -> None:
     where.add_argument("--db", metavar="DB", help="library database to process into (resumable: a rerun skips "
                        "finished files); search it with `avid search`")
     parser.add_argument("--workers", type=at_least(0), default=0, metavar="N",
-                        help="with --db: parallel worker processes (default library.workers: one per core)")
+                        help="with --db: parallel worker processes (default library.workers: one per core; "
+                        "on a Ray cluster one per CPU it offers)")
     parser.add_argument("--engine", choices=["local", "ray"],
                         help="with --db: a local process pool (default) or Ray tasks")
-    parser.add_argument("--address", metavar="ADDR", help="with --engine ray: the Ray cluster to join "
-                        "(default: start Ray locally); inputs must be readable at the same paths on every node")
+    parser.add_argument("--address", metavar="ADDR", help="with --engine ray: the Ray cluster to join, HOST:PORT "
+                        "of its head or auto (the one `ray start` began here); default RAY_ADDRESS, else a private "
+                        "Ray on this machine. Its token is read as Ray reads it (RAY_AUTH_TOKEN, ~/.ray/auth_token)")
+    parser.add_argument("--ship-media", action="store_true",
+                        help="with --engine ray: send every input's bytes to the workers through Ray's object store "
+                        "(by default only inputs up to library.ray.ship_media_max_bytes are; larger ones are read "
+                        "by path, which every node must then mount)")
     parser.add_argument("--transcribe", action="store_true",
                         help="with --db: also store what was said, for `avid search --text`")
     parser.set_defaults(func=run)
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
         summary = process_collection(args.inputs, args.db, cfg, workers=args.workers,
                                      engine=args.engine or cfg.library.engine, address=args.address,
-                                     quiet=args.quiet)
+                                     quiet=args.quiet, ship_media=args.ship_media)
         if summary.ok:
             return 0
         return EXIT_PARTIAL if len(summary.failed) < summary.total else EXIT_ALL_FAILED
