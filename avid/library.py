@@ -25,7 +25,6 @@ import os
 import signal
 import sqlite3
 import sys
-import threading
 import time
 import traceback
 from collections import defaultdict, deque

@@ -124,7 +124,7 @@ def _check_head(address: str, given: str, timeout: float) -> None:
     try:
         with _native_stderr_quiet():
             GcsClient(address=address)
-    except getattr(exceptions, "AuthenticationError", ()) as exc:
+    except getattr(exceptions, "AuthenticationError", ()):
         source = token_source()
         mode = os.environ.get("RAY_AUTH_MODE")
         if mode and mode.lower() != "token":
