@@ -219,8 +219,10 @@ def test_a_node_with_another_avid_stops_the_run_naming_it(cluster, collection, t
     finally:
         made.remove_node(node, allow_graceful=False)
     assert proc.returncode == 1, stderr
-    assert f"Ray node {node.node_ip_address} runs another avid than this driver (it has no avid.ray_engine)" \
-        in stderr.splitlines()[-1], stderr
+    # Which check speaks first (the import of avid.ray_engine, or the version and source the actor reports)
+    # depends on how the stale package and the driver's path meet on the node; either names the node.
+    last = stderr.splitlines()[-1]
+    assert f"Ray node {node.node_ip_address} runs another avid" in last and "than this driver" in last, stderr
 
 
 def test_a_file_a_worker_cannot_see_stops_the_run_naming_file_and_node(cluster, collection, monkeypatch):
