@@ -3,7 +3,8 @@
 dlib holds the GIL for the whole of each descriptor (about 65 ms of CPU), so a thread cannot run it beside the
 MTCNN detection of the next frames; a process can. This module is all the child imports (numpy and dlib, not
 torch nor the rest of avid), so it starts in a fraction of a second, and it starts while the parent loads its own
-models. Only the dlib backend runs here; the others (SFace, FaceNet) release the GIL or run in torch.
+models. Only the dlib backend runs here: FaceNet runs in torch and SFace in OpenCV's DNN module, which both
+release the GIL inside their kernels.
 """
 from __future__ import annotations
 
@@ -48,6 +49,3 @@ class BackgroundDescriptors:
 
     def submit(self, chips: list[np.ndarray]) -> Future:
         return self._pool.submit(_describe, [np.ascontiguousarray(c) for c in chips])
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
