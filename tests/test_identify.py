@@ -412,3 +412,37 @@ def test_a_blurred_face_needs_more_similarity(tmp_path, media, cfg, models):
         plain = identify.score_people(gallery, blurred.face, None, cfg, use_model=False)[0][0][1]
         weighed = identify.query_embeddings(gallery, blurred, cfg=cfg, use_model=False).matches[0].score
         assert weighed < plain - 0.05
+
+
+def _voices_with_a_domain_direction(rng, people: int, dim: int = 192):
+    """Enrolled voices, their second clips and strangers' clips, all recorded alike: each a speaker direction plus
+    one direction every voice of the domain shares (what a speaker encoder gives for audio unlike its training)."""
+    domain = rng.normal(size=dim)
+    domain *= 2.0 / np.linalg.norm(domain)
+    speakers = rng.normal(size=(2 * people, dim))
+    speakers /= np.linalg.norm(speakers, axis=1, keepdims=True)
+    clip = lambda: speakers + domain + 0.45 * rng.normal(size=speakers.shape) / np.sqrt(dim)
+    first, second = clip(), clip()
+    unit = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return unit(first[:people]), unit(second[:people]), unit(second[people:])
+
+
+def test_voices_are_scored_relative_to_the_gallery_mean_once_it_is_large(cfg):
+    rng = np.random.default_rng(0)
+    enrolled, genuine, strangers = _voices_with_a_domain_direction(rng, 60)
+    raw_best = np.array([(enrolled @ s).max() for s in strangers])
+    centred = np.stack([identify.voice_similarities(enrolled, q, cfg) for q in np.vstack([genuine, strangers])])
+    threshold = identify.raw_threshold(cfg, "campplus")
+    # Raw cosine: the shared direction lifts every stranger over the threshold; centred, none passes, and each
+    # genuine second clip is still its own speaker's, above it.
+    assert (raw_best >= threshold).all()
+    assert (centred[60:].max(axis=1) < threshold).all()
+    assert (centred[:60].argmax(axis=1) == np.arange(60)).all()
+    assert (centred[:60].max(axis=1) >= threshold).all()
+
+
+def test_a_small_gallery_scores_voices_by_raw_cosine(cfg):
+    enrolled, genuine, _ = _voices_with_a_domain_direction(np.random.default_rng(1), 10)
+    least = cfg.identify.voice_centering.min_people
+    assert len(enrolled) < least    # a mean of ten voices would be mostly those ten: no centring
+    np.testing.assert_allclose(identify.voice_similarities(enrolled, genuine[0], cfg), enrolled @ genuine[0], atol=1e-6)
