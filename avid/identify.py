@@ -234,8 +234,7 @@ def voice_similarities(prototypes: np.ndarray, voice: np.ndarray, cfg: Config) -
     (docs/voice.md: LibriSpeech open set, strangers accepted 3.2% -> 0.6% at the same genuine rate); a mean of a
     few voices is mostly those voices, hence the minimum, and the threshold is the one calibrated for raw cosine.
     """
-    prototypes = np.asarray(prototypes, np.float32).reshape(len(prototypes), -1)
-    voice = np.asarray(voice, np.float32)
+    prototypes, voice = np.asarray(prototypes, np.float32), np.asarray(voice, np.float32)
     least = cfg.identify.voice_centering.min_people
     if least is None or len(prototypes) < int(least):
         return prototypes @ voice
@@ -494,9 +493,12 @@ def score_people(gallery: Gallery, face: Optional[np.ndarray], voice: Optional[n
             vector, threshold = model.encode(**{modality: vector}), z_thresholds(model, **thresholds)[modality]
         else:
             threshold = thresholds[modality]
-        similarity = (protos @ np.asarray(vector, np.float32) if model is not None or modality == "face"
-                      else voice_similarities(protos, vector, cfg))
-        scores = calibrated(similarity, threshold) if people else []
+        if not people:
+            scores = []
+        elif model is not None or modality == "face":
+            scores = calibrated(protos @ np.asarray(vector, np.float32), threshold)
+        else:
+            scores = calibrated(voice_similarities(protos, vector, cfg), threshold)
         single[modality] = {p.id: float(s) for p, s in zip(people, scores)}
         people_by_id.update({p.id: p for p in people})
     combined: dict[int, float] = {}
