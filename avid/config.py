@@ -1,8 +1,8 @@
-"""Configuration: the packaged defaults in configs/default.yaml, optionally overridden by a user YAML file.
+"""Configuration: the packaged defaults in avid/configs/default.yaml, optionally overridden by a user YAML file.
 
 Overrides are merged key by key. Unknown keys and values of the wrong type are rejected with a message naming
 the key, so a typo in a config file never silently falls back to a default; every value is then checked against
-configs/schema.yaml (numbers finite and in their range, strings one of their choices), so a frame rate of 0 or a
+avid/configs/schema.yaml (numbers finite and in their range, strings one of their choices), so a frame rate of 0 or a
 threshold of NaN is refused at load, not found deep in a run.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import copy
 import math
 import re
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ import yaml
 
 from .errors import ConfigError
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
-SCHEMA_PATH = DEFAULT_CONFIG_PATH.with_name("schema.yaml")
+# Package data (pyproject.toml's package-data), so a wheel installed anywhere carries its defaults.
+DEFAULT_CONFIG_PATH = resources.files("avid") / "configs" / "default.yaml"
+SCHEMA_PATH = resources.files("avid") / "configs" / "schema.yaml"
 OR_NULL = " or null"          # an interval rule ending so also allows null, where the default is a number
 _INTERVAL = re.compile(r"^([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])$")
 
@@ -69,7 +71,8 @@ def _same_kind(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_yaml(path) -> dict:
+    """A YAML mapping from ``path`` (a Path, or the package's own files as importlib.resources gives them)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
@@ -87,7 +90,7 @@ def _schema() -> dict:
 
 
 def _check(data: dict, schema: dict, defaults: dict, where: str = "") -> None:
-    """ConfigError naming the first value outside what configs/schema.yaml allows for its key."""
+    """ConfigError naming the first value outside what avid/configs/schema.yaml allows for its key."""
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         rule, default = schema.get(key), defaults.get(key)
@@ -130,9 +133,10 @@ def _problem(value: Any, rule: Any, whole: bool) -> str | None:
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
     """Load the defaults, then merge the YAML file at ``path`` and a dict of ``overrides`` over them; each layer
-    is checked against configs/schema.yaml, so an error names the file that holds the bad value."""
-    if not DEFAULT_CONFIG_PATH.exists():
-        raise ConfigError(f"{DEFAULT_CONFIG_PATH}: default config missing (install avid with `pip install -e .`)")
+    is checked against avid/configs/schema.yaml, so an error names the file that holds the bad value."""
+    if not DEFAULT_CONFIG_PATH.is_file():
+        raise ConfigError("the packaged default config is missing: this avid install is incomplete (reinstall "
+                          "it: pip install avid, or pip install -e . from a source tree)", DEFAULT_CONFIG_PATH)
     defaults = data = _read_yaml(DEFAULT_CONFIG_PATH)
     for source, layer in ((path, _read_yaml(Path(path)) if path is not None else None), (None, overrides)):
         if layer:

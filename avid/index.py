@@ -2,7 +2,7 @@
 
 Every vector is L2-normalised, so the inner product is the cosine similarity and higher is closer. Below
 ``index.faiss_min_size`` vectors an exact search is both fast and free of approximation; above it, an approximate
-FAISS index (IVF-Flat or HNSW, parameters from configs/default.yaml) keeps a query in milliseconds at a million
+FAISS index (IVF-Flat or HNSW, parameters from avid/configs/default.yaml) keeps a query in milliseconds at a million
 vectors. Both kinds answer ``search(queries, k) -> (scores, ids)`` with ids of -1 where fewer than k vectors exist.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Model weight files: found inside installed packages (or at a path the user gives), checked, loaded safely.
 
-Every weight file avid reads from another package is checked against the SHA-256 in ``configs/default.yaml``
+Every weight file avid reads from another package is checked against the SHA-256 in ``avid/configs/default.yaml``
 before it is opened, so a different package version or a damaged download is refused with a ModelError that
 says which file and what to do, never half-loaded. Checkpoints are read with ``torch.load(weights_only=True)``:
 no pickled code runs. A user's own file (``weights: /path``) replaces a packaged one; its ``sha256`` may be set

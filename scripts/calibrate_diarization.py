@@ -118,7 +118,7 @@ def main() -> int:
         best = grid[int(np.argmax(right[method]))]
         print(f"best count accuracy at threshold {best}; best count accuracy "
               f"{100 * right[method].max() / args.trials:.1f}%")
-    print(f"configs/default.yaml: diarization.linkage {cfg.diarization.linkage}, threshold {cfg.diarization.threshold}")
+    print(f"avid/configs/default.yaml: diarization.linkage {cfg.diarization.linkage}, threshold {cfg.diarization.threshold}")
     return 0
 
 

@@ -137,7 +137,7 @@ def main() -> int:
             best = (der[0.5], speech_threshold, overlap_threshold)
     settings = cfg.voice.segmentation
     print(f"lowest DER at collar 0.5: speech_threshold {best[1]}, overlap_threshold {best[2]} ({best[0]:.1f}%); "
-          f"configs/default.yaml has {settings.speech_threshold}, {settings.overlap_threshold}")
+          f"avid/configs/default.yaml has {settings.speech_threshold}, {settings.overlap_threshold}")
     return 0
 
 

@@ -59,7 +59,7 @@ def credited_turns(scene, result, width: float) -> tuple[int, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--config", help="YAML overriding configs/default.yaml")
+    parser.add_argument("--config", help="YAML overriding avid/configs/default.yaml")
     parser.add_argument("--scenes", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0, help="scenes are seeds FIRST.. (dev scenes: 100..)")
     parser.add_argument("--keep", type=Path, help="write the scenes here and keep them")

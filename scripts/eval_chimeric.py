@@ -211,7 +211,7 @@ def librispeech_ablation(data: Path, cfg) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared dev data folder")
-    parser.add_argument("--config", help="YAML overriding configs/default.yaml")
+    parser.add_argument("--config", help="YAML overriding avid/configs/default.yaml")
     parser.add_argument("--seed", type=int, default=0, help="which speakers pair with which faces")
     parser.add_argument("--ablation", action="store_true", help="raw baselines and score fusion beside z")
     parser.add_argument("--calibrate", action="store_true", help="print raw thresholds measured on dev data")

@@ -38,7 +38,7 @@ COLLARS = (0.5, 0.0)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "diarization"))
-    parser.add_argument("--config", help="YAML overriding configs/default.yaml")
+    parser.add_argument("--config", help="YAML overriding avid/configs/default.yaml")
     parser.add_argument("--oracle", action="store_true", help="also score with the reference speaker count")
     parser.add_argument("--ceilings", action="store_true",
                         help="also score perfect labels inside the detected speech, with and without overlap")

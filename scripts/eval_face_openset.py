@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also query with harder copies of the photos")
     parser.add_argument("--target", type=float, default=0.01,
                         help="stranger share the dev threshold may let in (dev t column)")
-    parser.add_argument("--config", default=None, help="a config file (overrides configs/default.yaml)")
+    parser.add_argument("--config", default=None, help="a config file (overrides avid/configs/default.yaml)")
     args = parser.parse_args(argv)
     faces_dir = args.data / "faces"
     if not faces_dir.is_dir():

@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder (with faces/)")
     parser.add_argument("--backend", choices=["dlib", "facenet"], help="face encoder (default: the config's)")
-    parser.add_argument("--config", type=Path, help="a YAML file overriding configs/default.yaml")
+    parser.add_argument("--config", type=Path, help="a YAML file overriding avid/configs/default.yaml")
     parser.add_argument("--speed", type=Path, metavar="VIDEO", help="time each face stage on VIDEO instead")
     args = parser.parse_args(argv)
     overrides = {"faces": {"encoder": {"backend": args.backend}}} if args.backend else None

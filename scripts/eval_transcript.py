@@ -63,7 +63,7 @@ def scores(reference: list[tuple[str, float, str]], words) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--config", help="YAML overriding configs/default.yaml")
+    parser.add_argument("--config", help="YAML overriding avid/configs/default.yaml")
     args = parser.parse_args()
     audio, stm = args.data / "diarization" / "sample.wav", args.data / "diarization" / "sample.stm"
     if not stm.exists():

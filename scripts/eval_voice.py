@@ -105,7 +105,7 @@ def open_set(enrolled: np.ndarray, queries: np.ndarray, threshold: float, splits
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--config", help="YAML overriding configs/default.yaml")
+    parser.add_argument("--config", help="YAML overriding avid/configs/default.yaml")
     parser.add_argument("--splits", type=int, default=5, help="seeded open-set splits")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the 60 s clip")
     parser.add_argument("--as-norm", type=int, metavar="TOP", nargs="?", const=50,

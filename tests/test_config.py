@@ -1,4 +1,4 @@
-"""The configuration schema (configs/schema.yaml): every value is checked at load, with its key and file named."""
+"""The configuration schema (avid/configs/schema.yaml): every value is checked at load, with its key and file named."""
 from __future__ import annotations
 
 import pytest

@@ -35,7 +35,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avid", description="Audio-visual person recognition: who is in a video, "
                                      "and who is speaking when.")
-    parser.add_argument("--config", metavar="FILE", help="YAML file overriding configs/default.yaml")
+    parser.add_argument("--config", metavar="FILE", help="YAML file overriding avid/configs/default.yaml")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -15,7 +15,7 @@ alone and both together (the missing modality zeroed and flagged, as in Ngiam et
   model never saw, and keeps their scores a known function of raw scores, so that thresholds calibrated on raw
   scores carry over to z (avid.identify.z_thresholds).
 
-The structure term carries most weight (configs/default.yaml, shared.train.loss_weights): with one or two
+The structure term carries most weight (avid/configs/default.yaml, shared.train.loss_weights): with one or two
 observations per person, a strong pull of a person's codes together distorts the geometry that unseen photos and
 voices of the same people rely on (docs/shared_representation.md has the measurements).
 
