@@ -22,6 +22,12 @@ class ConfigError(AvidError):
     exit_code = 2
 
 
+class UsageError(AvidError):
+    """Options that do not go together, found after parsing (e.g. --db given before the command and --out after)."""
+
+    exit_code = 2
+
+
 class MediaError(AvidError):
     """A file that cannot be read as the media it claims to be (missing, empty, corrupt, unsupported)."""
 

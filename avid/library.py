@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from .children import end_with_parent
 from .config import Config, load_config
-from .errors import AvidError, DiskFullError, NoContentError, StoreError
+from .errors import AvidError, DiskFullError, MediaError, NoContentError, StoreError
 from .gallery import Gallery, check_health, companion, existing_store, from_blob, remove_store
 from .index import FaissIndex, Index, build_index
 from .ingest import Models, process_file
@@ -104,6 +104,7 @@ class FileOutcome:
     observations: list[ObservationRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: Optional[str] = None        # set when the file failed
+    exit_code: int = 1                 # and then the exit code of its error (README's table: 3 unreadable...)
     worker: Optional[str] = None       # the Ray worker that did it, "pid@node" (not stored)
 
 
@@ -116,6 +117,7 @@ class Summary:
     skipped: list[str] = field(default_factory=list)         # already done in the store (same content)
     duplicates: list[str] = field(default_factory=list)      # same content as another input of this run
     failed: list[tuple[str, str]] = field(default_factory=list)   # (path, error)
+    exit_codes: dict[str, int] = field(default_factory=dict)      # path of a failed file -> its error's exit code
     n_face: int = 0
     n_voice: int = 0
     seconds: float = 0.0
@@ -124,6 +126,13 @@ class Summary:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "processed": self.processed, "skipped": self.skipped,
+                "duplicates": self.duplicates, "failed": [{"path": path, "error": error, "exit_code":
+                                                           self.exit_codes.get(path, 1)} for path, error in self.failed],
+                "face_observations": self.n_face, "voice_observations": self.n_voice, "seconds": self.seconds,
+                "learned": self.learned}
 
     def lines(self) -> list[str]:
         return [f"{path}: {error}" for path, error in self.failed] + [
@@ -290,7 +299,7 @@ def analyse_file(path: str, digest: str, cfg: Config, models: Optional[Models] =
         outcome.warnings.append(err.problem)         # readable, nothing in it: done, with no observations
         return outcome
     except AvidError as err:
-        outcome.error = err.problem
+        outcome.error, outcome.exit_code = err.problem, err.exit_code
         return outcome
     except Exception as exc:                          # a bug or a decoder crash must not stop the other files
         log.debug("unexpected error on %s:\n%s", path, traceback.format_exc())
@@ -616,6 +625,7 @@ def _jobs(paths: list[str], done: set[str], summary: Summary, bar: tqdm, block: 
             digest = content_hash(path, block)
         except OSError as exc:
             summary.failed.append((path, f"cannot read ({exc.strerror or exc})"))
+            summary.exit_codes[path] = MediaError.exit_code
             bar.update(1)
             continue
         digests[path] = digest
@@ -638,6 +648,8 @@ def _settle_duplicates(summary: Summary, digests: dict[str, str]) -> None:
         if digests[path] in failed:
             summary.duplicates.remove(path)
             summary.failed.append((path, failed[digests[path]]))
+            summary.exit_codes[path] = next(summary.exit_codes.get(p, 1) for p, _ in summary.failed
+                                            if digests.get(p) == digests[path])
 
 
 def _write_all(gallery: Gallery, outcomes: Iterator[FileOutcome], summary: Summary, bar: tqdm) -> None:
@@ -650,11 +662,12 @@ def _write_all(gallery: Gallery, outcomes: Iterator[FileOutcome], summary: Summa
                 raise DiskFullError(f"disk full while storing {outcome.path}; that file was not stored and "
                                     f"everything before it is; free space and run again", gallery.path) from None
             except StoreError as err:      # e.g. embeddings from another encoder than the store holds
-                outcome.error, outcome.observations = err.problem, []
+                outcome.error, outcome.exit_code, outcome.observations = err.problem, err.exit_code, []
                 with contextlib.suppress(StoreError):
                     _store_outcome(gallery, outcome)
             if outcome.error is not None:
                 summary.failed.append((outcome.path, outcome.error))
+                summary.exit_codes[outcome.path] = outcome.exit_code
                 if not bar.disable:     # said now beside the bar; the summary lists every failure at the end
                     bar.write(f"avid: error: {outcome.path}: {outcome.error}", file=sys.stderr)
             elif not stored:

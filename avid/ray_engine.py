@@ -340,7 +340,8 @@ def _drive(ray, jobs: Iterator[Job], cfg: Config, size: int, threads: int, ship_
             try:
                 nbytes = os.path.getsize(job[0])
             except OSError as exc:      # gone from the driver's disk since it was hashed: this file fails alone
-                yield FileOutcome(path=job[0], content_hash=job[1], error=_unreadable(exc))
+                yield FileOutcome(path=job[0], content_hash=job[1], error=_unreadable(exc),
+                                  exit_code=MediaError.exit_code)
                 continue
             actor = idle.popleft()      # the worker gets an absolute path: its working folder is not ours
             shipping = dict(source=source, size=nbytes, chunk=int(rcfg.ship_chunk_bytes)) \
@@ -405,7 +406,8 @@ def _drive(ray, jobs: Iterator[Job], cfg: Config, size: int, threads: int, ship_
                               "a Ray worker; run again to store its new content")
             continue
         if isinstance(outcome, _Unseen) and not os.access(job[0], os.R_OK):     # gone here too, meanwhile
-            yield FileOutcome(path=job[0], content_hash=job[1], error="file not found")
+            yield FileOutcome(path=job[0], content_hash=job[1], error="file not found",
+                              exit_code=MediaError.exit_code)
             continue
         if isinstance(outcome, _Unseen):
             raise MediaError(f"the Ray worker on node {outcome.node} cannot read this file at this path: on a cluster "

@@ -35,16 +35,41 @@ EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avid", description="Audio-visual person recognition: who is in a video, "
                                      "and who is speaking when.")
-    parser.add_argument("--config", metavar="FILE", help="YAML file overriding avid/configs/default.yaml")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_global_options(parser, defaults=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if module_info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         module.register(subparsers)
+    # The global options are accepted after the command too (`avid label x.wav --quiet`). Each command's copy has
+    # no default (SUPPRESS), so a value given before the command is kept unless the command repeats the option.
+    for command in _commands(parser):
+        add_global_options(command, defaults=False)
     return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--config, --quiet and --verbose (and, on the top parser, --db; each command that uses a store declares its
+    own --db with add_db_argument). With ``defaults`` False, an option that is absent leaves the namespace alone."""
+    keep = {} if defaults else {"default": argparse.SUPPRESS}
+    parser.add_argument("--config", metavar="FILE", help="YAML file overriding avid/configs/default.yaml",
+                        **(keep or {"default": None}))
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages", **keep)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging", **keep)
+    if defaults:
+        parser.add_argument("--db", metavar="DB", help="gallery or library database file, for the commands that use "
+                            "one (default: $AVID_DB, else gallery.db in the user's avid data directory)")
+
+
+def _commands(parser: argparse.ArgumentParser):
+    """The parsers that run something: every sub-command, and every action of a command group (people list...)."""
+    groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not groups:
+        yield parser
+    for group in groups:
+        for command in group.choices.values():
+            yield from _commands(command)
 
 
 def _terminated(signum, frame) -> None:

@@ -38,9 +38,10 @@ def seconds(text: str) -> float:
     return value
 
 
-def add_db_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="DB", help="gallery database file (default: $AVID_DB, else gallery.db in "
-                                                   "the user's avid data directory)")
+def add_db_argument(parser: argparse.ArgumentParser, help: str = "gallery database file (default: $AVID_DB, else "
+                    "gallery.db in the user's avid data directory)") -> None:
+    """--db after the command. No default (SUPPRESS): `avid --db FILE COMMAND` sets it before the command."""
+    parser.add_argument("--db", metavar="DB", default=argparse.SUPPRESS, help=help)
 
 
 def gallery_path(db: str | None) -> Path:

@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for note in result.notes:
         print(f"avid: note: {note}", file=sys.stderr)
-    print(f"enrolled {person.name}: now {person.n_face} face and {person.n_voice} voice observations")
+    print(f"# enrolled {person.name}: now {person.n_face} face and {person.n_voice} voice observations")
+    print("modality\tstart\tend\tsource")
     for item in result.added:
-        span = "" if item["start"] is None else f"\t{item['start']:.2f}-{item['end']:.2f} s"
-        print(f"{item['modality']}\t{item['source']}{span}")
+        start, end = ("-", "-") if item["start"] is None else (f"{item['start']:.2f}", f"{item['end']:.2f}")
+        print(f"{item['modality']}\t{start}\t{end}\t{item['source']}")
     return 0

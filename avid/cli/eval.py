@@ -53,11 +53,12 @@ def run_diar(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"metric": name, "collar": args.collar, "files": rows, "overall": overall}, indent=1))
         return 0
-    print(f"{'file':<24}{name:>8}{'missed':>9}{'false al.':>11}{'confusion':>11}{'speech s':>10}")
+    # tab-separated with a header (`cut -f`); the rates are percent of the reference speech
+    print(f"file\t{name}%\tmissed%\tfalse_alarm%\tconfusion%\tspeech_s")
     for uri, r in list(rows.items()) + [("OVERALL", overall)]:
         t = r["total"] or 1.0
-        print(f"{uri:<24}{100 * r['error_rate']:7.1f}%{100 * r['missed'] / t:8.1f}%"
-              f"{100 * r['false_alarm'] / t:10.1f}%{100 * r['confusion'] / t:10.1f}%{r['total']:10.1f}")
+        print(f"{uri}\t{100 * r['error_rate']:.1f}\t{100 * r['missed'] / t:.1f}\t{100 * r['false_alarm'] / t:.1f}"
+              f"\t{100 * r['confusion'] / t:.1f}\t{r['total']:.1f}")
     return 0
 
 

@@ -3,6 +3,7 @@ WebVTT, a timeline PNG and an annotated MP4."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ..stages import stage
 from ..ingest import output_stem
 from ..label import label_recording
 from ..types import LabelResult
-from ._common import config_from_args, gallery_path
+from ._common import add_db_argument, config_from_args, gallery_path
 
 
 def register(subparsers) -> None:
@@ -36,9 +37,10 @@ def register(subparsers) -> None:
     parser.add_argument("--transcribe", action="store_true",
                         help="also write what was said, each word under its speaker's name (JSON words, SRT/WebVTT "
                              "cues 'Name: text', and the txt format)")
+    parser.add_argument("--json", action="store_true", help="print the summary and the files written as JSON")
     parser.add_argument("--language", metavar="CODE", help="with --transcribe: the language (e.g. en, fr); default: "
                                                           "the model's own, or detected")
-    parser.add_argument("--db", metavar="DB", help="gallery database (default: the user's avid gallery)")
+    add_db_argument(parser, help="gallery database (default: the user's avid gallery)")
     parser.set_defaults(func=run)
 
 
@@ -78,9 +80,14 @@ def run(args: argparse.Namespace) -> int:
         written = write_outputs(result, args.out, formats, cfg, stem=output_stem(path))
     for warning in result.warnings:
         print(f"avid: warning: {path}: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"input": str(path), "turns": len(result.turns), "speakers": speaker_rows(result),
+                          "written": {fmt: str(p) for fmt, p in written.items()}, "warnings": list(result.warnings)},
+                         indent=1, ensure_ascii=False))
+        return 0
     print(summary(result))
     for fmt, out_path in written.items():
-        print(f"wrote {fmt}\t{out_path}")
+        print(f"# wrote {fmt}: {out_path}")
     return 0
 
 
@@ -96,15 +103,19 @@ def _open_gallery(db: str | None, create: bool):
     return Gallery(path)
 
 
+def speaker_rows(result: LabelResult) -> list[dict]:
+    """One dict per speaker, most speech first: name, turns, seconds of speech, match score, face tracks."""
+    return [{"name": s.name, "turns": s.n_turns, "speech_seconds": round(s.speech_seconds, 3), "score": s.score,
+             "face_tracks": list(s.track_ids)} for s in sorted(result.speakers, key=lambda s: -s.speech_seconds)]
+
+
 def summary(result: LabelResult) -> str:
-    """Turns and speech time per person, one line each (tab-separated, so a shell can cut it)."""
-    if not result.turns:
-        return f"{result.media.path}: no speaker turns"
-    lines = [f"{result.media.path}: {len(result.turns)} turns, {len(result.speakers)} speakers"]
-    for speaker in sorted(result.speakers, key=lambda s: -s.speech_seconds):
-        ids = ", ".join(f"#{t}" for t in speaker.track_ids)
-        faces = f"face track{'s' if len(speaker.track_ids) > 1 else ''} {ids}" if ids else "voice only"
-        score = "-" if speaker.score is None else f"{speaker.score:.2f}"
-        lines.append(f"{speaker.name}\t{speaker.n_turns} turns\t{speaker.speech_seconds:.1f} s\t"
-                     f"score {score}\t{faces}")
+    """A '#' comment line, then a header and one tab-separated row per speaker (for `cut -f`): turns, seconds of
+    speech, match score ('-': unmatched) and face tracks ('-': voice only)."""
+    lines = [f"# {result.media.path}: {len(result.turns)} turns, {len(result.speakers)} speakers",
+             "speaker\tturns\tspeech_s\tscore\tface_tracks"]
+    for row in speaker_rows(result):
+        score = "-" if row["score"] is None else f"{row['score']:.2f}"
+        faces = ",".join(map(str, row["face_tracks"])) or "-"
+        lines.append(f"{row['name']}\t{row['turns']}\t{row['speech_seconds']:.1f}\t{score}\t{faces}")
     return "\n".join(lines)

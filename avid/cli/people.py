@@ -78,8 +78,15 @@ def register(subparsers) -> None:
                          help="delete the voices whose source file is gone instead of refusing")
     reembed.set_defaults(func=run_reembed)
 
+    for command in (rename, merge, delete, name, learn, forget, reembed):     # list, show, unknown have theirs
+        command.add_argument("--json", action="store_true", help="print JSON")
     for command in (listing, show, rename, merge, delete, unknown, name, learn, forget, reembed):
         add_db_argument(command)
+
+
+def _report(args: argparse.Namespace, data: dict, text: str) -> None:
+    """What a change did: as JSON with --json, else one line of text."""
+    print(json.dumps(data, indent=1, ensure_ascii=False) if args.json else text)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -129,7 +136,7 @@ def run_show(args: argparse.Namespace) -> int:
 def run_rename(args: argparse.Namespace) -> int:
     with open_gallery(args) as gallery:
         person = gallery.rename(args.old, args.new)
-    print(f"renamed {args.old} -> {person.name}")
+    _report(args, {"renamed": args.old, "name": person.name}, f"renamed {args.old} -> {person.name}")
     return 0
 
 
@@ -139,7 +146,8 @@ def run_merge(args: argparse.Namespace) -> int:
     with open_gallery(args) as gallery:
         person = gallery.merge(args.src, args.dst)
         refresh_z_prototypes(gallery, [person.id])
-    print(f"merged {args.src} into {person.name}: {person.n_face} faces, {person.n_voice} voices")
+    _report(args, {"merged": args.src, "into": person.name, "faces": person.n_face, "voices": person.n_voice},
+            f"merged {args.src} into {person.name}: {person.n_face} faces, {person.n_voice} voices")
     return 0
 
 
@@ -154,9 +162,11 @@ def run_delete(args: argparse.Namespace) -> int:
                 print("nothing deleted")
                 return 1
         removed = gallery.delete(person.name)
-    print(f"deleted {person.name}: {removed['observations']} observations")
-    if removed["model"]:
-        print("the shared model was trained with their data and has been removed: run `avid train` to retrain")
+    text = f"deleted {person.name}: {removed['observations']} observations" + (
+        "\nthe shared model was trained with their data and has been removed: run `avid train` to retrain"
+        if removed["model"] else "")
+    _report(args, {"deleted": person.name, "observations": removed["observations"],
+                   "model_removed": bool(removed["model"])}, text)
     return 0
 
 
@@ -177,7 +187,8 @@ def run_name(args: argparse.Namespace) -> int:
     from ..library import name_cluster
 
     person, count = name_cluster(gallery_path(args.db), args.cluster, args.name, config_from_args(args))
-    print(f"named {count} observations of cluster {args.cluster} as {person.name}")
+    _report(args, {"cluster": args.cluster, "name": person.name, "observations": count},
+            f"named {count} observations of cluster {args.cluster} as {person.name}")
     return 0
 
 
@@ -187,6 +198,9 @@ def run_learn(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     with open_gallery(args) as gallery:
         report = learn_from_library(gallery, cfg)
+    if args.json:
+        print(json.dumps({"learned": report.learned, "skipped": report.skipped}, indent=1, ensure_ascii=False))
+        return 0
     for name, count in sorted(report.learned.items()):
         print(f"learned {count} observations of {name}")
     for reason, count in sorted(report.skipped.items()):
@@ -202,7 +216,8 @@ def run_forget(args: argparse.Namespace) -> int:
     with open_gallery(args) as gallery:
         count = gallery.forget(args.name, None if args.all_learned else args.observation)
         refresh_z_prototypes(gallery, [gallery.person(args.name).id])
-    print(f"forgot {count} learned observations of {args.name}; they will not be learned for them again")
+    _report(args, {"name": args.name, "forgotten": count},
+            f"forgot {count} learned observations of {args.name}; they will not be learned for them again")
     return 0
 
 
@@ -213,7 +228,7 @@ def run_reembed(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     with open_gallery(args) as gallery:
         counts = reembed_voices(gallery, cfg, Models(cfg), drop_missing=args.drop_missing)
-    print(f"re-embedded {counts['reembedded']} voices with {counts['backend']}"
-          + (f", deleted {counts['dropped']} without a source file" if counts["dropped"] else "")
-          + "; run `avid train` to fit the shared model again")
+    _report(args, counts, f"re-embedded {counts['reembedded']} voices with {counts['backend']}"
+            + (f", deleted {counts['dropped']} without a source file" if counts["dropped"] else "")
+            + "; run `avid train` to fit the shared model again")
     return 0

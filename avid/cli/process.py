@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import AvidError
+from ..errors import AvidError, UsageError
 from ..ingest import Models, output_stem, process_file, write_result
 from ..inputs import expand_inputs
 from . import EXIT_ALL_FAILED, EXIT_PARTIAL
 from ..config import load_config
-from ._common import at_least, config_from_args
+from ._common import add_db_argument, at_least, config_from_args
 
 log = logging.getLogger("avid")
 
@@ -25,10 +26,9 @@ def register(subparsers) -> None:
                     "README.md) and DIR/<name>.npz (the embeddings); with --db, adds them to a searchable library "
                     "(content-hashed, resumable, parallel). Folders are searched recursively; quote globs.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="file, folder or glob")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", metavar="DIR", help="output folder")
-    where.add_argument("--db", metavar="DB", help="library database to process into (resumable: a rerun skips "
-                       "finished files); search it with `avid search`")
+    parser.add_argument("--out", metavar="DIR", help="output folder (this or --db)")
+    add_db_argument(parser, help="library database to process into (resumable: a rerun skips finished files); "
+                                 "search it with `avid search`")
     parser.add_argument("--workers", type=at_least(0), default=0, metavar="N",
                         help="with --db: parallel worker processes (default library.workers: one per core; "
                         "on a Ray cluster one per CPU it offers)")
@@ -43,10 +43,16 @@ def register(subparsers) -> None:
                         "by path, which every node must then mount)")
     parser.add_argument("--transcribe", action="store_true",
                         help="with --db: also store what was said, for `avid search --text`")
+    parser.add_argument("--json", action="store_true", help="print JSON: each input's result file and counts "
+                        "(with --db: the run's summary)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # --out or --db, exactly one (checked here, not by argparse: --db may come before the command)
+    if bool(args.out) == bool(args.db):
+        raise UsageError("process writes to --out DIR or to a library --db DB: give one of them"
+                         if not args.out else "--out and --db go to different places: give one of them")
     cfg = config_from_args(args)
     if args.transcribe:
         if not args.db:
@@ -58,14 +64,17 @@ def run(args: argparse.Namespace) -> int:
         summary = process_collection(args.inputs, args.db, cfg, workers=args.workers,
                                      engine=args.engine or cfg.library.engine, address=args.address,
                                      quiet=args.quiet, ship_media=args.ship_media)
-        if summary.ok:
-            return 0
-        return EXIT_PARTIAL if len(summary.failed) < summary.total else EXIT_ALL_FAILED
+        if args.json:
+            print(json.dumps(summary.to_dict(), indent=1, ensure_ascii=False))
+        return exit_code([summary.exit_codes.get(path, 1) for path, _ in summary.failed], summary.total)
     paths = expand_inputs(args.inputs)
     models = Models(cfg)
     out_dir = Path(args.out)
     stems = _unique_stems(paths)
     failures: list[AvidError] = []
+    rows = []
+    if not args.json:
+        print("input\tjson\tface_tracks\tspeech_regions")     # a header: the rows are for `cut -f`
     for path in paths:
         try:
             result = _process_one(path, cfg, models, quiet=args.quiet)
@@ -76,12 +85,26 @@ def run(args: argparse.Namespace) -> int:
         json_path = write_result(result, out_dir, stems[path])
         for warning in result.warnings:
             print(f"avid: warning: {path}: {warning}", file=sys.stderr)
-        print(f"{path}\t{json_path}\t{len(result.face_tracks)} face tracks\t"
-              f"{len(result.speech_regions)} speech regions")
+        row = {"input": str(path), "json": str(json_path), "face_tracks": len(result.face_tracks),
+               "speech_regions": len(result.speech_regions), "warnings": list(result.warnings)}
+        rows.append(row)
+        if not args.json:
+            print(f"{path}\t{json_path}\t{row['face_tracks']}\t{row['speech_regions']}")
+    if args.json:
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
     if failures and len(paths) > 1:
         print(f"avid: {len(failures)} of {len(paths)} inputs failed", file=sys.stderr)
-        return EXIT_PARTIAL if len(failures) < len(paths) else EXIT_ALL_FAILED
-    return failures[0].exit_code if failures else 0
+    return exit_code([err.exit_code for err in failures], len(paths))
+
+
+def exit_code(failed: list[int], total: int) -> int:
+    """The same for --out and --db (README's table): 0 when nothing failed; one input: its error's own code
+    (3 unreadable, 4 nothing in it...); several: 10 when some failed, 11 when all did."""
+    if not failed:
+        return 0
+    if total == 1:
+        return failed[0]
+    return EXIT_PARTIAL if len(failed) < total else EXIT_ALL_FAILED
 
 
 def _process_one(path: Path, cfg, models: Models, quiet: bool):

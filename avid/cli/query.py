@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     space = "shared code z" if result.space == "z" else "raw embeddings"
     print(f"# {result.mode} query, matched in {space}, threshold {result.threshold:g}")
     print(f"answer\t{answer.name}\t{answer.score:.3f}")
+    print("rank\tname\tscore\tverdict")
     for rank, match in enumerate(result.matches, 1):
         print(f"{rank}\t{match.name}\t{match.score:.3f}\t{'accepted' if match.accepted else 'below threshold'}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import at_least, config_from_args, gallery_path
+from ._common import add_db_argument, at_least, config_from_args, gallery_path
 
 
 def register(subparsers) -> None:
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     parser.add_argument("--top-k", type=at_least(1), metavar="K", help="most files (with --text: speaker turns) to list "
                                                                "(default library.search.top_k)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("--db", metavar="DB", help="library database (default: the gallery file, $AVID_DB)")
+    add_db_argument(parser, help="library database (default: the gallery file, $AVID_DB)")
     parser.set_defaults(func=run)
 
 
@@ -41,13 +41,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=1, ensure_ascii=False))
         return 0
+    print("score\tmodality\tfile\tranges\tperson")          # ranges: start-end seconds, space-separated
     if not hits:
-        print("no match in the library")
-        return 0
+        print("# no match in the library")
     for hit in hits:
         ranges = " ".join(f"{a:.1f}-{b:.1f}" for a, b in hit.ranges)
-        named = f"\t[{hit.person}]" if hit.person else ""
-        print(f"{hit.score:.3f}\t{hit.modality}\t{hit.file}\t{ranges}{named}")
+        print(f"{hit.score:.3f}\t{hit.modality}\t{hit.file}\t{ranges}\t{hit.person or '-'}")
     return 0
 
 
@@ -62,9 +61,10 @@ def _run_text(args: argparse.Namespace, cfg) -> int:
         print(json.dumps([hit.to_dict() for hit in hits], indent=1, ensure_ascii=False))
         return 0
     if not hits:
-        print("not found in the library's transcripts (files are transcribed with `avid process --db --transcribe`)")
-        return 0
-    print(f"# said {len(hits)} time{'s' if len(hits) != 1 else ''}")
+        print("# not found in the library's transcripts (files are transcribed with "
+              "`avid process --db --transcribe`)")
+    else:
+        print(f"# said {len(hits)} time{'s' if len(hits) != 1 else ''}")
     print("file\tstart\tend\tspeaker\tsnippet")
     for hit in hits:
         print(f"{hit.file}\t{hit.start:.2f}\t{hit.end:.2f}\t{hit.speaker}\t{hit.snippet}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from tqdm import tqdm
@@ -15,6 +16,7 @@ def register(subparsers) -> None:
         description="Train the bimodal autoencoder on every observation in the gallery (named people, and "
                     "unnamed library observations) and store it with each person's shared-code prototype. "
                     "Seeded: the same gallery gives the same model. Run again after enrolling people.")
+    parser.add_argument("--json", action="store_true", help="print JSON")
     add_db_argument(parser)
     parser.set_defaults(func=run)
 
@@ -28,6 +30,12 @@ def run(args: argparse.Namespace) -> int:
                                              disable=not show, leave=False) as bar:
         report = train(gallery, cfg, progress=lambda done, total: bar.update(1))
         people = len(gallery.people())
-    print(f"trained the shared model on {people} people in {report.seconds:.1f} s ({report.steps} steps)")
-    print("\t".join(f"{name} {value:.4f}" for name, value in report.losses.items()))
+    if args.json:
+        print(json.dumps({"people": people, "seconds": round(report.seconds, 3), "steps": report.steps,
+                          "losses": report.losses}, indent=1))
+        return 0
+    print(f"# trained the shared model on {people} people in {report.seconds:.1f} s ({report.steps} steps)")
+    print("loss\tvalue")
+    for name, value in report.losses.items():
+        print(f"{name}\t{value:.4f}")
     return 0
