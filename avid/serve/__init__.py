@@ -54,9 +54,16 @@ def open_store(db: str | Path) -> Path:
 def serve(db: str | Path, cfg: Config, host: Optional[str] = None, port: Optional[int] = None,
           token: Optional[str] = None) -> None:
     """Serve the store at ``db`` until interrupted; prints the URL (with this session's token) first."""
-    from werkzeug.serving import make_server
+    try:
+        from werkzeug.serving import make_server
 
-    from .app import create_app
+        from .app import create_app
+    except ModuleNotFoundError as exc:      # Flask (and its Werkzeug) are the optional [serve] extra
+        if (exc.name or "").split(".")[0] not in ("flask", "werkzeug", "jinja2"):
+            raise
+        from ..errors import AvidError
+
+        raise AvidError(f"avid serve needs Flask ({exc.name} is not installed): pip install 'avid[serve]'") from None
 
     db = open_store(db)
     host = host or cfg.serve.host
