@@ -34,7 +34,7 @@ from .media import content_hash, media_kind
 from .shared import model as shared_model
 from .shared.train import PROTOTYPE_SPACES, UNNAMED, TrainingData, TrainReport, person_prototypes, train_model
 from .talking_face import TrackChoice, choose_face, track_size
-from .types import FaceTrack, IngestResult, Match, Person, box_area
+from .types import FaceTrack, IngestResult, JsonResult, Match, Person, box_area
 from .vectors import unit_mean, unit_rows
 
 MODALITIES_RAW = ("face", "voice")
@@ -378,11 +378,18 @@ def reembed_voices(gallery: Gallery, cfg: Config, models: Models, drop_missing: 
 
 # ---------------------------------------------------------------------------------------------- enrol
 @dataclass
-class Enrolment:
+class Enrolment(JsonResult):
     person: Person
     added: list[dict]                  # one per stored observation: modality, source, start, end, track_id
     notes: list[str] = field(default_factory=list)
     choices: list[dict] = field(default_factory=list)   # per video: which face track was taken, and why
+
+    def to_dict(self) -> dict:
+        """What `avid enroll --json` prints."""
+        person = self.person
+        return {"person": {"name": person.name, "id": person.id, "face_observations": person.n_face,
+                           "voice_observations": person.n_voice},
+                "added": self.added, "face_tracks": self.choices, "notes": self.notes}
 
 
 def enroll(gallery: Gallery, name: str, images: Sequence[str | Path] = (), audios: Sequence[str | Path] = (),
@@ -435,7 +442,7 @@ def enroll(gallery: Gallery, name: str, images: Sequence[str | Path] = (), audio
 
 # ---------------------------------------------------------------------------------------------- query
 @dataclass
-class QueryResult:
+class QueryResult(JsonResult):
     matches: list[Match]               # best first; ``accepted`` says which pass the threshold
     mode: str                          # face | voice | both
     space: str                         # "z" (shared model) or "raw" (per-modality embeddings, score fusion)
@@ -450,6 +457,16 @@ class QueryResult:
             return self.matches[0]
         best = self.matches[0].score if self.matches else float("-inf")
         return Match(person_id=None, name="unknown", score=best, modality=self.mode, accepted=False)
+
+    def to_dict(self) -> dict:
+        """What `avid query --json` prints."""
+        answer = self.answer
+        return {"answer": {"name": answer.name, "person_id": answer.person_id, "score": answer.score,
+                           "accepted": answer.accepted},
+                "mode": self.mode, "space": self.space, "threshold": self.threshold,
+                "matches": [{"rank": i + 1, "name": m.name, "person_id": m.person_id, "score": m.score,
+                             "accepted": m.accepted} for i, m in enumerate(self.matches)],
+                "face_track": self.choice, "notes": self.notes}
 
 
 def score_people(gallery: Gallery, face: Optional[np.ndarray], voice: Optional[np.ndarray], cfg: Config,

@@ -46,7 +46,7 @@ from .ingest import Models, process_file
 from .inputs import expand_inputs
 from .media import content_hash
 from .private import private_output, write_private_text
-from .types import FaceTrack, IngestResult, Person
+from .types import FaceTrack, IngestResult, JsonResult, Person
 from .vectors import unit_mean
 
 log = logging.getLogger("avid")
@@ -109,7 +109,7 @@ class FileOutcome:
 
 
 @dataclass
-class Summary:
+class Summary(JsonResult):
     """What one ``process_collection`` run did."""
 
     total: int = 0
@@ -145,7 +145,7 @@ class Summary:
 
 
 @dataclass
-class Hit:
+class Hit(JsonResult):
     """Where the searched person appears (face) or speaks (voice) in one file."""
 
     file: str
@@ -161,7 +161,7 @@ class Hit:
 
 
 @dataclass
-class UnknownCluster:
+class UnknownCluster(JsonResult):
     """A group of unnamed observations that look (face) or sound (voice) like one person."""
 
     id: int
@@ -815,7 +815,7 @@ def search(db: str | Path, image: Optional[str] = None, audio: Optional[str] = N
 
 
 @dataclass
-class TextHit:
+class TextHit(JsonResult):
     """Where a phrase was said: in which file, when, by whom (a name, an unknown cluster, or unknown)."""
 
     file: str

@@ -5,7 +5,10 @@ Embeddings are float32 numpy vectors, L2-normalised by the encoder that made the
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -166,8 +169,18 @@ class SpeechTurn:
     lip_sync: Optional[float] = None  # how much in time with the sound the face's mouth moved (avid.active_speaker)
 
 
+class JsonResult:
+    """What the API returns: ``to_dict()`` (JSON-ready data; by default the dataclass's fields) and ``to_json()``."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self, indent: Optional[int] = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
 @dataclass
-class Person:
+class Person(JsonResult):
     id: int
     name: str
     created: str = ""
@@ -176,7 +189,7 @@ class Person:
 
 
 @dataclass
-class Match:
+class Match(JsonResult):
     """One ranked answer to "who is this?"."""
 
     person_id: Optional[int]
@@ -206,7 +219,7 @@ class EnergyTrack:
 
 
 @dataclass
-class IngestResult:
+class IngestResult(JsonResult):
     """Everything `avid process` extracts from one input."""
 
     media: MediaInfo
@@ -221,6 +234,18 @@ class IngestResult:
     voice_backend: str = ""
     voice_dim: int = 0
     warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The `avid process` JSON document (schema in README.md), without the embeddings (see ``write``)."""
+        from .ingest import to_document
+
+        return to_document(self, embeddings_file=None)[0]
+
+    def write(self, out_dir: str | Path, stem: Optional[str] = None) -> Path:
+        """``out_dir/<stem>.json`` and ``.npz`` (the embeddings), as `avid process --out` writes them."""
+        from .ingest import write_result
+
+        return write_result(self, out_dir, stem)
 
 
 @dataclass
@@ -239,7 +264,7 @@ class SpeakerLabel:
 
 
 @dataclass
-class LabelResult:
+class LabelResult(JsonResult):
     """A recording labelled with who speaks when, by name, linked to the face that is talking."""
 
     media: MediaInfo
@@ -249,3 +274,37 @@ class LabelResult:
     track_names: dict[int, str] = field(default_factory=dict)   # face track id -> the name shown on it
     words: list[Word] = field(default_factory=list)              # the named transcript, when asked for
     warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self, cfg=None) -> dict:
+        """The `avid label` JSON (schema ``avid.label``); ``cfg`` gives the face tracks' visible intervals."""
+        from .export import to_dict
+
+        return to_dict(self, cfg)
+
+    def to_annotation(self, uri: Optional[str] = None, use_names: bool = True):
+        """The speaker turns as a pyannote.core Annotation, labelled by name (``use_names``) or by speaker."""
+        from .voice.diarize import to_annotation
+
+        return to_annotation(self.turns, uri or Path(self.media.path).stem, use_names=use_names)
+
+    def write_rttm(self, path: str | Path) -> Path:
+        from .export import write_rttm
+
+        return write_rttm(self, path)
+
+    def write_srt(self, path: str | Path, cfg=None) -> Path:
+        from .export import write_srt
+
+        return write_srt(self, path, cfg)
+
+    def write_vtt(self, path: str | Path, cfg=None) -> Path:
+        from .export import write_vtt
+
+        return write_vtt(self, path, cfg)
+
+    def write(self, out_dir: str | Path, formats=("json", "rttm", "srt", "vtt"), cfg=None) -> dict[str, Path]:
+        """Every format of `avid label --format` (json, rttm, srt, vtt, txt, png, mp4) as ``out_dir/<name>.<ext>``."""
+        from .config import load_config
+        from .export import write_outputs
+
+        return write_outputs(self, out_dir, formats, cfg or load_config())

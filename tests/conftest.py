@@ -138,6 +138,20 @@ def bad_inputs(synthetic, media_dir, talking_video) -> dict[str, Path]:
     }
 
 
+@pytest.fixture
+def readme_media(tmp_path, synthetic, talking_video, two_speaker_video, speech_wav) -> Path:
+    """A folder holding the files README's Python API examples name, made from the generated media."""
+    import shutil
+
+    shutil.copy(talking_video, tmp_path / "talk.mp4")                  # the astronaut, talking
+    shutil.copy(two_speaker_video, tmp_path / "interview.mp4")         # the astronaut, then Grace Hopper
+    shutil.copy(speech_wav, tmp_path / "grace_voice.wav")               # Grace Hopper's voice
+    face = synthetic.grace_hopper_face()
+    synthetic.write_image(tmp_path / "grace.jpg", face[10:-10, 10:-10].copy(), quality=85)
+    synthetic.write_image(tmp_path / "someone.jpg", face[30:, 20:-20].copy(), quality=75)   # another view of her
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def served_library(tmp_path_factory, synthetic, talking_video, two_speaker_video):
     """A small library for `avid serve`: the two-person interview and the astronaut's talk (transcribed), a photo

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,35 @@ def test_wheel_processes_a_clip_from_another_folder(installed_wheel, talking_vid
     assert result["schema"] == "avid.ingest"
     assert len(result["face_tracks"]) >= 1 and len(result["speech_regions"]) >= 1
 
+
+
+
+@pytest.mark.slow
+def test_wheel_runs_the_readme_python_examples(installed_wheel, readme_media):
+    """README's "Python API" examples, with the installed wheel's avid, checked as tests/test_api.py checks them."""
+    from test_api import readme_examples
+
+    script = readme_media / "examples.py"
+    body = "\n".join([
+        "import avid",
+        f"assert not Path(avid.__file__).is_relative_to({str(REPO)!r}), avid.__file__",
+        *readme_examples(),
+        f"sys.path.insert(0, {str(REPO / 'tests')!r})",
+        "from test_api import check_readme_results",
+        "check_readme_results(Path.cwd(), globals())",
+    ])
+    # A script whose library workers are processes keeps its work under the main guard (as README says)
+    script.write_text("import sys\nfrom pathlib import Path\n\nif __name__ == '__main__':\n"
+                      + textwrap.indent(body, "    ") + "\n")
+    env = _clean_env() | {"AVID_DB": str(readme_media / "default-gallery.db")}
+    run = subprocess.run([installed_wheel / "python", script.name], cwd=readme_media, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+def test_import_avid_loads_no_torch():
+    """`import avid` (and touching its public names) stays cheap: torch, cv2 and the models load on first use."""
+    code = ("import sys, avid; [getattr(avid, n) for n in avid.__all__]; "
+            "print(' '.join(m for m in ('torch', 'cv2', 'av', 'sklearn', 'matplotlib', 'flask') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=REPO).stdout.split()
+    assert loaded == [], f"import avid loaded {loaded}"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ._common import add_db_argument, at_least, config_from_args, open_gallery
@@ -36,10 +35,7 @@ def run(args: argparse.Namespace) -> int:
                         track=args.track, add=args.add, cfg=cfg)
     person = result.person
     if args.json:
-        print(json.dumps({"person": {"name": person.name, "id": person.id, "face_observations": person.n_face,
-                                     "voice_observations": person.n_voice},
-                          "added": result.added, "face_tracks": result.choices, "notes": result.notes},
-                         indent=1, ensure_ascii=False))
+        print(result.to_json())
         return 0
     for note in result.notes:
         print(f"avid: note: {note}", file=sys.stderr)

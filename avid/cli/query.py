@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ._common import add_db_argument, at_least, config_from_args, open_gallery
@@ -34,12 +33,7 @@ def run(args: argparse.Namespace) -> int:
                        track=args.track)
     answer = result.answer
     if args.json:
-        print(json.dumps({"answer": {"name": answer.name, "person_id": answer.person_id, "score": answer.score,
-                                     "accepted": answer.accepted},
-                          "mode": result.mode, "space": result.space, "threshold": result.threshold,
-                          "matches": [{"rank": i + 1, "name": m.name, "person_id": m.person_id, "score": m.score,
-                                       "accepted": m.accepted} for i, m in enumerate(result.matches)],
-                          "face_track": result.choice, "notes": result.notes}, indent=1))
+        print(result.to_json())
         return 0
     for note in result.notes:
         print(f"avid: note: {note}", file=sys.stderr)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..types import JsonResult
 from ..vectors import unit_mean
 from .model import BimodalAutoencoder, ModelSpec
 
@@ -69,7 +70,7 @@ class TrainingData:
 
 
 @dataclass
-class TrainReport:
+class TrainReport(JsonResult):
     steps: int
     seconds: float
     losses: dict[str, float]      # the final value of each term
