@@ -128,11 +128,11 @@ class Summary(JsonResult):
         return not self.failed
 
     def to_dict(self) -> dict:
+        failed = [{"path": path, "error": error, "exit_code": self.exit_codes.get(path, 1)}
+                  for path, error in self.failed]
         return {"total": self.total, "processed": self.processed, "skipped": self.skipped,
-                "duplicates": self.duplicates, "failed": [{"path": path, "error": error, "exit_code":
-                                                           self.exit_codes.get(path, 1)} for path, error in self.failed],
-                "face_observations": self.n_face, "voice_observations": self.n_voice, "seconds": self.seconds,
-                "learned": self.learned}
+                "duplicates": self.duplicates, "failed": failed, "face_observations": self.n_face,
+                "voice_observations": self.n_voice, "seconds": self.seconds, "learned": self.learned}
 
     def lines(self) -> list[str]:
         return [f"{path}: {error}" for path, error in self.failed] + [
