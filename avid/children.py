@@ -1,4 +1,5 @@
-"""Child processes (pool workers, the face-descriptor process) that end with their parent, however it ends."""
+"""Child processes (pool workers, the face-descriptor process) that end with their parent, however it ends; and
+the parent's Ctrl-C and SIGTERM, which stop a batch of them."""
 from __future__ import annotations
 
 import contextlib
@@ -27,3 +28,25 @@ def end_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="avid-parent-watch", daemon=True).start()
+
+
+_interrupted = threading.Event()
+
+
+def on_interrupt(signum, frame) -> None:
+    """The commands' handler for SIGINT and SIGTERM: remember it, then raise KeyboardInterrupt. Python drops an
+    exception raised while a finaliser runs (``__del__``, a weakref callback: "Exception ignored in ..."), so a
+    Ctrl-C landing there would be lost and the batch would run on; the batch loops call ``raise_if_interrupted``
+    to honour it anyway."""
+    _interrupted.set()
+    raise KeyboardInterrupt
+
+
+def clear_interrupt() -> None:
+    _interrupted.clear()
+
+
+def raise_if_interrupted() -> None:
+    """KeyboardInterrupt if ``on_interrupt`` ran since ``clear_interrupt``, whether or not its exception got out."""
+    if _interrupted.is_set():
+        raise KeyboardInterrupt

@@ -37,7 +37,7 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
-from .children import end_with_parent
+from .children import end_with_parent, raise_if_interrupted
 from .config import Config, load_config
 from .errors import AvidError, DiskFullError, MediaError, NoContentError, StoreError
 from .gallery import Gallery, check_health, companion, existing_store, from_blob, remove_store
@@ -463,6 +463,7 @@ def _drain_pool(pool: ProcessPoolExecutor, jobs: Iterator[Job], suspects: deque,
     """Yield outcomes until the jobs run out (returns False) or a worker dies (returns True)."""
     in_flight: dict[Future, Job] = {}
     while True:
+        raise_if_interrupted()
         try:
             if suspects:      # each suspect runs alone: if the pool breaks then, that file is the one that broke it
                 if not in_flight:
@@ -678,6 +679,8 @@ def _write_all(gallery: Gallery, outcomes: Iterator[FileOutcome], summary: Summa
                 summary.n_voice += sum(r.modality == "voice" for r in outcome.observations)
             bar.set_postfix(failed=len(summary.failed), refresh=False)
             bar.update(1)
+            raise_if_interrupted()
+    raise_if_interrupted()
 
 
 def library_contents(db: str | Path) -> dict:

@@ -16,6 +16,7 @@ import sys
 import threading
 import warnings
 
+from ..children import clear_interrupt, on_interrupt
 from ..config import load_config
 from ..errors import DISK_FULL, AvidError, DiskFullError
 from ..gallery import store_error
@@ -72,21 +73,20 @@ def _commands(parser: argparse.ArgumentParser):
             yield from _commands(command)
 
 
-def _terminated(signum, frame) -> None:
-    raise KeyboardInterrupt      # SIGTERM (a service stopping, a job killed) ends a run as Ctrl-C does
-
-
 def main(argv: list[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()   # the one that may take signals
-    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
+    clear_interrupt()
+    # SIGTERM (a service stopping, a job killed) ends a run as Ctrl-C does
+    previous = ({sig: signal.signal(sig, on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+                if in_main_thread else {})
     try:
         return _main(argv)
     except KeyboardInterrupt:
         print("avid: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def _main(argv: list[str] | None) -> int:
