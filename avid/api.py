@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from .config import Config, load_config
+from .config import Config, load_config, merge_config
 
 PathLike = Union[str, Path]
 Paths = Union[PathLike, Sequence[PathLike]]
@@ -20,18 +20,9 @@ Paths = Union[PathLike, Sequence[PathLike]]
 
 def _config(config: Union[None, PathLike, dict, Config], overrides: dict) -> Config:
     """A Config from a YAML file's path, a dict of overrides, or a Config, with ``overrides`` merged over it."""
-    if isinstance(config, Config):
-        return load_config(None, overrides=_merged(config.to_dict(), overrides)) if overrides else config
-    if isinstance(config, dict):
-        config, overrides = None, _merged(config, overrides)
-    return load_config(config, overrides=overrides or None)
-
-
-def _merged(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+    if not isinstance(config, Config):
+        config = load_config(None, overrides=config) if isinstance(config, dict) else load_config(config)
+    return load_config(None, overrides=merge_config(config.to_dict(), overrides)) if overrides else config
 
 
 def _paths(value: Optional[Paths]) -> list[str]:

@@ -45,7 +45,9 @@ def _wrap(value: Any) -> Any:
     return value
 
 
-def _merge(base: dict, override: dict, where: str) -> dict:
+def merge_config(base: dict, override: dict, where: str = "") -> dict:
+    """``override`` merged key by key over a whole config ``base``; a key ``base`` lacks, or a value of another
+    kind, is a ConfigError naming it (``where``: the dotted path of ``base`` in the whole config)."""
     merged = dict(base)
     for key, value in override.items():
         path = f"{where}.{key}" if where else key
@@ -55,7 +57,7 @@ def _merge(base: dict, override: dict, where: str) -> dict:
         if isinstance(default, dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {path!r} must be a mapping")
-            merged[key] = _merge(default, value, path)
+            merged[key] = merge_config(default, value, path)
         elif default is not None and value is not None and not _same_kind(default, value):
             raise ConfigError(f"config key {path!r} must be {type(default).__name__}, got {value!r}")
         else:
@@ -141,7 +143,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     for source, layer in ((path, _read_yaml(Path(path)) if path is not None else None), (None, overrides)):
         if layer:
             try:
-                data = _merge(data, layer, "")
+                data = merge_config(data, layer)
                 _check(data, _schema(), defaults)
             except ConfigError as err:
                 raise ConfigError(err.problem, source) from None

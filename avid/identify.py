@@ -226,8 +226,9 @@ def calibrated(similarity: np.ndarray | float, threshold: float) -> np.ndarray:
 
 
 def voice_similarities(prototypes: np.ndarray, voice: np.ndarray, cfg: Config) -> np.ndarray:
-    """Cosine of a voice to each enrolled person's voice prototype, both taken relative to the gallery's mean voice
-    once it has ``identify.voice_centering.min_people`` people with a voice (raw cosine before that).
+    """Cosine of a voice (or of each row of a stack of voices) to each enrolled person's voice prototype, both
+    taken relative to the gallery's mean voice once it has ``identify.voice_centering.min_people`` people with a
+    voice (raw cosine before that).
 
     A speaker encoder's vectors share a direction set by the recording domain (CAM++'s training data is not the
     user's): two strangers recorded alike score higher than they should. The gallery's own mean removes it
@@ -237,9 +238,9 @@ def voice_similarities(prototypes: np.ndarray, voice: np.ndarray, cfg: Config) -
     prototypes, voice = np.asarray(prototypes, np.float32), np.asarray(voice, np.float32)
     least = cfg.identify.voice_centering.min_people
     if least is None or len(prototypes) < int(least):
-        return prototypes @ voice
+        return voice @ prototypes.T
     centre = prototypes.mean(axis=0)
-    return unit_rows(prototypes - centre) @ unit_rows(voice - centre)
+    return unit_rows(voice - centre) @ unit_rows(prototypes - centre).T
 
 
 def z_thresholds(model: shared_model.BimodalAutoencoder, face: float, voice: float) -> dict[str, float]:

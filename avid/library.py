@@ -644,13 +644,13 @@ def _jobs(paths: list[str], done: set[str], summary: Summary, bar: tqdm, block: 
 def _settle_duplicates(summary: Summary, digests: dict[str, str]) -> None:
     """A copy of a file that failed (two empty files, two text files) fails with it: a duplicate is a copy of
     media that was stored."""
-    failed = {digests[path]: error for path, error in summary.failed if path in digests}
+    failed = {digests[path]: (error, summary.exit_codes.get(path, 1))
+              for path, error in summary.failed if path in digests}
     for path in list(summary.duplicates):
         if digests[path] in failed:
+            error, summary.exit_codes[path] = failed[digests[path]]
             summary.duplicates.remove(path)
-            summary.failed.append((path, failed[digests[path]]))
-            summary.exit_codes[path] = next(summary.exit_codes.get(p, 1) for p, _ in summary.failed
-                                            if digests.get(p) == digests[path])
+            summary.failed.append((path, error))
 
 
 def _write_all(gallery: Gallery, outcomes: Iterator[FileOutcome], summary: Summary, bar: tqdm) -> None:

@@ -70,7 +70,7 @@ def best_scores(enrolled: np.ndarray, queries: np.ndarray, norm_top: int | None,
     which centres on the enrolled voices' mean in a large enough gallery) when ``cfg`` is given, else raw cosine
     (``norm_top``: AS-norm of it)."""
     if cfg is not None:
-        scores = np.stack([voice_similarities(enrolled, query, cfg) for query in queries])
+        scores = voice_similarities(enrolled, queries, cfg)
     else:
         scores = queries @ enrolled.T if norm_top is None else as_norm(enrolled, queries, norm_top)
     return scores.argmax(1), scores.max(1)
