@@ -48,7 +48,7 @@ class Pipeline:
     def models(self):
         """The encoders (avid.ingest.Models), each loaded on first use."""
         if self._models is None:
-            from .ingest import Models
+            from .pipeline.models import Models
 
             self._models = Models(self.config)
         return self._models
@@ -56,7 +56,7 @@ class Pipeline:
     def process(self, path: PathLike, transcribe: bool = False, language: Optional[str] = None):
         """`avid process PATH`: face tracks, speech regions and voice windows with embeddings (avid.IngestResult;
         ``.write(out_dir)`` writes the JSON and .npz that the command writes). ``transcribe`` also finds the words."""
-        from .ingest import process_file
+        from .pipeline.ingest import process_file
 
         return process_file(path, self.config, self.models, transcribe=transcribe, language=language)
 
@@ -68,8 +68,8 @@ class Pipeline:
         ``num_speakers`` is the command's ``--speakers``. Speakers are named from ``gallery`` (a Gallery or a
         store's path; default: none, so they are unknown-1, unknown-2...); ``enroll_unknown`` adds the unmatched
         ones to it. ``transcribe`` adds the words, each under its speaker's name."""
-        from .gallery import Gallery as Store
-        from .label import label_recording
+        from .identity.store import Gallery as Store
+        from .pipeline.label import label_recording
 
         for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
                             ("max_speakers", max_speakers)):
@@ -98,14 +98,14 @@ class Gallery:
     """
 
     def __init__(self, path: Optional[PathLike] = None, pipeline: Optional[Pipeline] = None):
-        from .gallery import default_path
+        from .identity.store import default_path
 
         self.path = Path(path).expanduser() if path is not None else default_path()
         self.pipeline = pipeline or Pipeline()
 
     def _open(self, must_exist: bool = True):
         from .errors import StoreError
-        from .gallery import Gallery as Store
+        from .identity.store import Gallery as Store
 
         if must_exist and not self.path.exists():
             raise StoreError("no gallery database here yet: enrol someone first", self.path)
@@ -115,7 +115,7 @@ class Gallery:
                video: Optional[Paths] = None, track: Optional[int] = None, add: bool = False):
         """`avid enroll NAME`: add a person from photos, voice clips and/or videos (each one path or a list); all
         or nothing. A name already enrolled is refused unless ``add``. ``track`` picks a video's face track."""
-        from .identify import enroll
+        from .pipeline.identify import enroll
 
         with self._open(must_exist=False) as store:
             return enroll(store, name, images=_paths(image), audios=_paths(audio), videos=_paths(video),
@@ -125,7 +125,7 @@ class Gallery:
               video: Optional[PathLike] = None, track: Optional[int] = None, top_k: Optional[int] = None):
         """`avid query`: who is this? Ranked matches and ``.answer`` (``unknown`` when nobody passes the
         threshold). ``top_k`` defaults to the config's identify.top_k."""
-        from .identify import query
+        from .pipeline.identify import query
 
         with self._open() as store:
             return query(store, image=image, audio=audio, video=video, top_k=top_k, cfg=self.pipeline.config,
@@ -138,7 +138,7 @@ class Gallery:
 
     def train(self):
         """`avid train`: fit the shared face-voice model on the gallery (seeded) and store it."""
-        from .identify import train
+        from .identity.training import train
 
         with self._open() as store:
             return train(store, self.pipeline.config)
@@ -159,7 +159,7 @@ class Library:
         """`avid process PATHS --db`: files, folders and globs into the library; resumable (what is stored is
         skipped). ``workers`` 0: the config's library.workers (one per core). Returns the run's summary; a file
         that fails is listed in it, not raised."""
-        from .library import process_collection
+        from .library.collection import process_collection
 
         cfg = self.pipeline.config
         if transcribe:
@@ -174,7 +174,7 @@ class Library:
         appears or speaks, one hit per file and modality, best first; or with ``text``, where those words were
         said (by ``person`` only, if given). ``top_k``: the config's library.search.top_k."""
         from .errors import AvidError
-        from .library import search, search_text
+        from .library.search import search, search_text
 
         if text is not None:
             if image or audio or video:

@@ -488,7 +488,7 @@ def write_large_png(path: str | Path, width: int, height: int, rows: int | None 
 def write_cut(source: str | Path, path: str | Path, start: float, duration: float, fps: int = 25) -> Path:
     """Re-encode ``duration`` seconds of a video from ``start`` (H.264 + AAC, its audio resampled to mono 16 kHz):
     a short clip of a real recording, as a user would cut one."""
-    from .media import load_audio
+    from .io.media import load_audio
 
     audio = load_audio(source, SAMPLE_RATE, start, start + duration)
     path = Path(path)

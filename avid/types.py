@@ -13,6 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from .intervals import merge_intervals
+
 Box = tuple[float, float, float, float]
 
 
@@ -103,17 +105,8 @@ class FaceTrack:
         merged from re-appearances can hold several intervals, and a track of one detection gives one interval
         one sample period long.
         """
-        times = sorted(d.time for d in self.detections)
-        if not times:
-            return []
         tolerance = 1e-6 * max(1.0, sample_period)    # sampled times carry float error (0.2 * 3 != 0.6)
-        intervals = [[times[0], times[0] + sample_period]]
-        for t in times[1:]:
-            if t - intervals[-1][1] <= max_gap + tolerance:
-                intervals[-1][1] = max(intervals[-1][1], t + sample_period)
-            else:
-                intervals.append([t, t + sample_period])
-        return [(float(a), float(b)) for a, b in intervals]
+        return merge_intervals(((d.time, d.time + sample_period) for d in self.detections), max_gap + tolerance)
 
 
 @dataclass
@@ -237,13 +230,13 @@ class IngestResult(JsonResult):
 
     def to_dict(self) -> dict:
         """The `avid process` JSON document (schema in README.md), without the embeddings (see ``write``)."""
-        from .ingest import to_document
+        from .io.results import to_document
 
         return to_document(self, embeddings_file=None)[0]
 
     def write(self, out_dir: str | Path, stem: Optional[str] = None) -> Path:
         """``out_dir/<stem>.json`` and ``.npz`` (the embeddings), as `avid process --out` writes them."""
-        from .ingest import write_result
+        from .io.results import write_result
 
         return write_result(self, out_dir, stem)
 
@@ -277,34 +270,34 @@ class LabelResult(JsonResult):
 
     def to_dict(self, cfg=None) -> dict:
         """The `avid label` JSON (schema ``avid.label``); ``cfg`` gives the face tracks' visible intervals."""
-        from .export import to_dict
+        from .io.writers import to_dict
 
         return to_dict(self, cfg)
 
     def to_annotation(self, uri: Optional[str] = None, use_names: bool = True):
         """The speaker turns as a pyannote.core Annotation, labelled by name (``use_names``) or by speaker."""
-        from .voice.diarize import to_annotation
+        from .io.writers import to_annotation
 
         return to_annotation(self.turns, uri or Path(self.media.path).stem, use_names=use_names)
 
     def write_rttm(self, path: str | Path) -> Path:
-        from .export import write_rttm
+        from .io.writers import write_rttm
 
         return write_rttm(self, path)
 
     def write_srt(self, path: str | Path, cfg=None) -> Path:
-        from .export import write_srt
+        from .io.writers import write_srt
 
         return write_srt(self, path, cfg)
 
     def write_vtt(self, path: str | Path, cfg=None) -> Path:
-        from .export import write_vtt
+        from .io.writers import write_vtt
 
         return write_vtt(self, path, cfg)
 
     def write(self, out_dir: str | Path, formats=("json", "rttm", "srt", "vtt"), cfg=None) -> dict[str, Path]:
         """Every format of `avid label --format` (json, rttm, srt, vtt, txt, png, mp4) as ``out_dir/<name>.<ext>``."""
         from .config import load_config
-        from .export import write_outputs
+        from .io.writers import write_outputs
 
         return write_outputs(self, out_dir, formats, cfg or load_config())

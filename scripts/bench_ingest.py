@@ -33,8 +33,9 @@ from pathlib import Path
 
 import av
 
-from avid import media, stages, synthetic
+from avid import stages, synthetic
 from avid.errors import MediaError
+from avid.io import media
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AVID_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import decode_seconds, make_video, print_stages, read_stages, stage_env  # noqa: E402
-# (the same generator, decode floor and per-stage table)
 
-from avid import media  # noqa: E402
+# (the same generator, decode floor and per-stage table)
+from avid.io import media  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_REALTIME_FACTOR = 3.0     # issue 4: `avid label` on the 60 s 720p video at >= 3x real time

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from avid import synthetic
-from avid.library import compare_contents, library_contents
+from avid.library.collection import compare_contents, library_contents
 
 ROOT = Path(__file__).resolve().parents[1]
 LINES = [
@@ -86,7 +86,8 @@ def timed_run(folder: Path, db: Path, env: dict, *args: str) -> float:
 
 def start_cluster(nodes: int):
     """A Ray test cluster of ``nodes`` nodes of one CPU each, token authentication on; (cluster, token)."""
-    from ray._raylet import AuthenticationTokenLoader, Config as RayConfig
+    from ray._raylet import AuthenticationTokenLoader
+    from ray._raylet import Config as RayConfig
     from ray.cluster_utils import Cluster
 
     token = secrets.token_hex(32)

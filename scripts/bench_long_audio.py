@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_label import LabelFailed, run_label  # noqa: E402  (the same child-process runner)
 
 from avid import synthetic  # noqa: E402
-from avid.evaluation.diarization import read_rttm, score_der, write_rttm  # noqa: E402
+from avid.evaluation.diarization import read_rttm, score_der
+from avid.io.writers import write_rttm  # noqa: E402
 from avid.types import SpeechTurn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

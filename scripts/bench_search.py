@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from avid.config import load_config
-from avid.index import ExactIndex, FaissIndex
+from avid.library.index import ExactIndex, FaissIndex
 
 POINTS_PER_IDENTITY = 100
 # Noise norm relative to the unit identity centre: a point's cosine to its centre is ~ 1/sqrt(1 + NOISE^2) = 0.89, so

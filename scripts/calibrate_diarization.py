@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from avid.config import load_config  # noqa: E402
-from avid.media import load_audio  # noqa: E402
+from avid.io.media import load_audio  # noqa: E402
 from avid.vectors import unit_rows  # noqa: E402
 from avid.voice.embed import get_voice_encoder  # noqa: E402
 

@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from avid.config import load_config  # noqa: E402
 from avid.evaluation.diarization import score_der  # noqa: E402
-from avid.media import load_audio  # noqa: E402
-from avid.voice.diarize import diarize, to_annotation  # noqa: E402
+from avid.io.media import load_audio  # noqa: E402
+from avid.io.writers import to_annotation  # noqa: E402
+from avid.voice.diarize import diarize
 from avid.voice.embed import get_voice_encoder  # noqa: E402
 from avid.voice.speech import LocalSpeakerAnalyzer, true_runs  # noqa: E402
 from avid.voice.vad import detect_speech  # noqa: E402

@@ -27,10 +27,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from avid import media, synthetic  # noqa: E402
+from avid import synthetic  # noqa: E402
 from avid.config import load_config  # noqa: E402
 from avid.evaluation.identification import identities  # noqa: E402
-from avid.ingest import Models, process_file  # noqa: E402
+from avid.io import media
+from avid.pipeline.ingest import process_file  # noqa: E402
+from avid.pipeline.models import Models
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 

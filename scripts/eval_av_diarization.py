@@ -25,14 +25,14 @@ from pyannote.core import Segment, Timeline
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from avid import identify  # noqa: E402
 from avid.config import load_config  # noqa: E402
 from avid.evaluation.av_scene import split_screen_scene  # noqa: E402
 from avid.evaluation.diarization import score_der, score_identification  # noqa: E402
-from avid.gallery import Gallery  # noqa: E402
-from avid.ingest import Models  # noqa: E402
-from avid.label import label_recording  # noqa: E402
-from avid.voice.diarize import to_annotation  # noqa: E402
+from avid.identity.store import Gallery  # noqa: E402
+from avid.io.writers import to_annotation  # noqa: E402
+from avid.pipeline import identify  # noqa: E402
+from avid.pipeline.label import label_recording  # noqa: E402
+from avid.pipeline.models import Models  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 

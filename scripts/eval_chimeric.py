@@ -35,12 +35,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from avid.config import load_config  # noqa: E402
-from avid.evaluation.identification import (N_STRANGERS, Query, chimeric_manifest, equal_error_rate,  # noqa: E402
-                                            evaluate_embeddings, evaluate_manifest, format_report, halves,
-                                            identities, speakers, split_speakers, synthetic_people,
-                                            talking_photo_manifest)
 from avid.errors import NoContentError  # noqa: E402
-from avid.identify import Evidence  # noqa: E402
+from avid.evaluation.identification import (
+    N_STRANGERS,
+    Query,
+    chimeric_manifest,
+    equal_error_rate,
+    evaluate_embeddings,
+    evaluate_manifest,
+    format_report,
+    halves,
+    identities,
+    speakers,
+    split_speakers,
+    synthetic_people,
+    talking_photo_manifest,
+)
+from avid.identity.scoring import Evidence  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 TARGETS = {"face": 0.95, "voice": 0.90, "both": 0.98}
@@ -100,8 +111,8 @@ def calibrate(data: Path, seed: int, cfg) -> dict:
     pair of photos of the named identities and the unknown one (there is no disjoint face set offline, so these
     are in-sample for the chimeric faces).
     """
-    from avid.identify import evidence_from
-    from avid.ingest import Models
+    from avid.pipeline.identify import evidence_from
+    from avid.pipeline.models import Models
 
     models = Models(cfg)
     out: dict = {}
@@ -142,8 +153,8 @@ def _thresholds(genuine: np.ndarray, impostor: np.ndarray, n: int) -> dict:
 
 
 def bench_train(n_people: int, cfg) -> dict:
-    from avid.shared.model import ModelSpec
-    from avid.shared.train import TrainingData, train_model
+    from avid.identity.shared.model import ModelSpec
+    from avid.identity.shared.train import TrainingData, train_model
 
     people = synthetic_people(n_people, 2, seed=0)
     labels = np.repeat(np.arange(n_people), 2)
@@ -185,8 +196,8 @@ def synthetic_ablation(n_people: int, cfg) -> dict:
 
 def librispeech_ablation(data: Path, cfg) -> dict:
     """Voice-only ablation on every LibriSpeech speaker: enrol the first half of the utterance, query the second."""
-    from avid.identify import evidence_from
-    from avid.ingest import Models
+    from avid.pipeline.identify import evidence_from
+    from avid.pipeline.models import Models
 
     models = Models(cfg)
     enrolment, queries = [], []

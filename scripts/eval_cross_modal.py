@@ -35,15 +35,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from avid import media, synthetic  # noqa: E402
+from avid import synthetic  # noqa: E402
 from avid.config import load_config  # noqa: E402
 from avid.errors import NoContentError  # noqa: E402
-from avid.evaluation.identification import (equal_error_rate, halves, identities, split_speakers,  # noqa: E402
-                                            talking_photo)
-from avid.gallery import Gallery  # noqa: E402
-from avid.identify import enroll, evidence_from, load_model, query_embeddings, train  # noqa: E402
-from avid.ingest import Models  # noqa: E402
-from avid.library import process_collection  # noqa: E402
+from avid.evaluation.identification import equal_error_rate, halves, identities, split_speakers, talking_photo
+from avid.identity.scoring import query_embeddings  # noqa: E402
+from avid.identity.store import Gallery  # noqa: E402
+from avid.identity.training import load_model, train
+from avid.io import media
+from avid.library.collection import process_collection  # noqa: E402
+from avid.pipeline.identify import enroll, evidence_from
+from avid.pipeline.models import Models  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 N_PEOPLE = 6
@@ -141,7 +143,7 @@ def run_seed(data: Path, seed: int, tmp: Path, cfg, models: Models) -> dict:
 
 
 def _score(gallery: Gallery, queries, modality: str, cfg) -> dict:
-    from avid.identify import Evidence
+    from avid.identity.scoring import Evidence
 
     backend = gallery.encoders()[modality][0]
     right = n = accepted_strangers = n_strangers = 0

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from avid.config import load_config
-from avid.evaluation.diarization import diarize_file, oracle_labels, read_rttm, score_der, write_rttm
-from avid.media import probe
-from avid.voice.diarize import to_annotation
+from avid.evaluation.diarization import diarize_file, oracle_labels, read_rttm, score_der
+from avid.io.media import probe
+from avid.io.writers import to_annotation, write_rttm
 from avid.voice.embed import get_voice_encoder
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,13 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from avid import media  # noqa: E402
+from eval_faces import DEFAULT_DATA, same_photo  # noqa: E402
+
 from avid.config import load_config  # noqa: E402
 from avid.errors import NoContentError  # noqa: E402
 from avid.evaluation.face_openset import Photo, figures, make_splits, run_split, threshold_for  # noqa: E402
-from avid.identify import evidence_from, raw_threshold  # noqa: E402
-from avid.ingest import Models  # noqa: E402
-from eval_faces import DEFAULT_DATA, same_photo  # noqa: E402
+from avid.identity.scoring import raw_threshold  # noqa: E402
+from avid.io import media  # noqa: E402
+from avid.pipeline.identify import evidence_from
+from avid.pipeline.models import Models  # noqa: E402
 
 DEV_SEEDS = 1000
 

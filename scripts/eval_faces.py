@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avid import media
 from avid.config import Config, load_config
 from avid.faces import FaceDetector, FaceTracker, get_face_encoder, mouth_openness
+from avid.io import media
 from avid.types import FaceDetection
 
 DEFAULT_DATA = Path(os.environ.get("AVID_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

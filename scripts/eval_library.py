@@ -25,9 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from avid import media
 from avid.config import load_config
-from avid.library import compare_contents, library_contents, process_collection, search
+from avid.io import media
+from avid.library.collection import compare_contents, library_contents, process_collection
+from avid.library.search import search
 
 DATA = Path(os.environ.get("AVID_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PARTS = ("resume", "search", "voice", "ray")

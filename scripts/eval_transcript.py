@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from avid.config import load_config  # noqa: E402
-from avid.ingest import Models  # noqa: E402
-from avid.label import label_recording  # noqa: E402
+from avid.pipeline.label import label_recording  # noqa: E402
+from avid.pipeline.models import Models  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 TARGETS = {"WER": 0.20, "cpWER": 0.30}

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from avid.config import load_config
-from avid.identify import raw_threshold, voice_similarities
-from avid.media import load_audio
-from avid.voice.embed import get_voice_encoder
 from avid.evaluation.identification import identities, split_speakers
+from avid.identity.scoring import raw_threshold, voice_similarities
+from avid.io.media import load_audio
 from avid.vectors import unit_rows
+from avid.voice.embed import get_voice_encoder
 from avid.voice.speech import analyse_speech
 
 ROOT = Path(__file__).resolve().parents[1]

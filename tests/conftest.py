@@ -159,7 +159,8 @@ def served_library(tmp_path_factory, synthetic, talking_video, two_speaker_video
     {"db", "interview", "talk", "photo", "astronaut_query", "folder"}; tests that change it work on a copy."""
     from avid.cli import main
     from avid.config import load_config
-    from avid.library import process_collection, unknown_clusters
+    from avid.library.collection import process_collection
+    from avid.library.unknown import unknown_clusters
 
     root = tmp_path_factory.mktemp("served")
     folder = root / "recordings"

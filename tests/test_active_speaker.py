@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 from pyannote.core import Annotation, Segment, Timeline
 
-from avid.active_speaker import LipSync, _rolling_correlation, crowded_speech, fuse, relink
 from avid.config import load_config
 from avid.evaluation.diarization import score_der
+from avid.io.writers import to_annotation
+from avid.pipeline.active_speaker import LipSync, _rolling_correlation, crowded_speech, fuse, relink
 from avid.types import FaceDetection, FaceTrack, SpeechRegion, SpeechTurn
-from avid.voice.diarize import to_annotation
-
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +134,9 @@ def split_screen(synthetic, tmp_path_factory):
 
 def test_in_a_split_screen_each_turn_goes_to_the_mouth_in_sync(split_screen, cfg, tmp_path):
     from avid.cli import main
-    from avid.ingest import Models, process_file
-    from avid.label import label_recording
+    from avid.pipeline.ingest import process_file
+    from avid.pipeline.label import label_recording
+    from avid.pipeline.models import Models
 
     path, reference = split_screen
     models = Models(cfg)

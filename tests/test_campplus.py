@@ -12,10 +12,17 @@ from torchaudio.compliance import kaldi
 
 from avid.config import load_config
 from avid.errors import ModelError, NoContentError
-from avid.media import load_audio
+from avid.io.media import load_audio
 from avid.voice import campplus
-from avid.voice.campplus import (EMBEDDING_DIM, SAMPLE_RATE, embed_clips, fbank, fbank_frame_count, frame_count,
-                                 load_campplus)
+from avid.voice.campplus import (
+    EMBEDDING_DIM,
+    SAMPLE_RATE,
+    embed_clips,
+    fbank,
+    fbank_frame_count,
+    frame_count,
+    load_campplus,
+)
 from avid.voice.vad import torch_threads
 from avid.weights import package_file
 

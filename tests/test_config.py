@@ -87,7 +87,7 @@ def test_cli_refuses_a_count_or_a_duration_out_of_range_as_a_usage_error(argv, t
 
 
 def test_workers_above_the_cores_are_capped_with_a_warning(monkeypatch, caplog):
-    from avid import library
+    from avid.library import collection as library
 
     monkeypatch.setattr(library, "_cores", lambda: 2)
     assert library._worker_count(0, 4) == 2

@@ -15,7 +15,8 @@ from avid.config import load_config
 
 
 def test_background_descriptors_give_the_same_tracks_and_embeddings(two_speaker_video):
-    from avid.ingest import Models, process_file
+    from avid.pipeline.ingest import process_file
+    from avid.pipeline.models import Models
 
     results = {}
     for background in (True, False):
@@ -31,7 +32,7 @@ def test_background_descriptors_give_the_same_tracks_and_embeddings(two_speaker_
 
 
 def test_pool_workers_and_other_backends_embed_in_their_own_process():
-    from avid.ingest import Models
+    from avid.pipeline.models import Models
 
     assert Models(load_config(), background=False).face_background is None
     sface = load_config(overrides={"faces": {"encoder": {"backend": "sface"}}})
@@ -67,7 +68,8 @@ def test_the_child_ends_when_its_parent_is_killed(tmp_path):
 
 def test_a_dead_descriptor_process_leaves_the_embeddings_to_this_one(two_speaker_video):
     """The child is killed mid-video: the tracks are still embedded (here), the same as without it."""
-    from avid.ingest import Models, process_file
+    from avid.pipeline.ingest import process_file
+    from avid.pipeline.models import Models
 
     cfg = load_config()
     models = Models(cfg)

@@ -7,11 +7,18 @@ from pyannote.core import Annotation, Segment
 
 from avid.config import load_config
 from avid.errors import AvidError
-from avid.evaluation.diarization import (diarize_file, load_reference, oracle_labels, read_rttm, score_der,
-                                         score_identification, write_rttm)
-from avid.media import load_audio, probe
+from avid.evaluation.diarization import (
+    diarize_file,
+    load_reference,
+    oracle_labels,
+    read_rttm,
+    score_der,
+    score_identification,
+)
+from avid.io.media import load_audio, probe
+from avid.io.writers import to_annotation, write_rttm
 from avid.types import SpeechTurn, VoiceWindow
-from avid.voice.diarize import diarize, to_annotation
+from avid.voice.diarize import diarize
 from avid.voice.embed import get_voice_encoder
 from avid.voice.speech import LocalSpeakers, analyse_speech
 

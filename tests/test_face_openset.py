@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from avid import media
 from avid.config import load_config
 from avid.errors import ConfigError, ModelError
 from avid.evaluation.face_openset import Photo, figures, make_splits, run_split, threshold_for
 from avid.faces import FaceDetector, get_face_encoder
 from avid.faces.embed import SFACE_FILE, SFACE_TEMPLATE, similarity_transform
+from avid.io import media
 from avid.types import box_area
 from avid.weights import package_file
 
@@ -165,8 +165,8 @@ def test_open_set_acceptance_on_shared_faces(shared_data, tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from eval_faces import same_photo
 
-    from avid.identify import evidence_from
-    from avid.ingest import Models
+    from avid.pipeline.identify import evidence_from
+    from avid.pipeline.models import Models
 
     cfg = load_config()
     models = Models(cfg)

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from avid import media, synthetic
+from avid import synthetic
 from avid.config import load_config
 from avid.errors import ConfigError, ModelError
 from avid.faces import FaceDetector, FaceTracker, get_face_encoder, mouth_openness
 from avid.faces.detect import run_mtcnn
 from avid.faces.track import box_iou
+from avid.io import media
 from avid.types import FaceDetection, Frame
 
 ASTRONAUT_FACE = (180, 60, 268, 172)       # where MTCNN finds her face in the 512x512 photo (x1, y1, x2, y2)

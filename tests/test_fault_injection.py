@@ -22,7 +22,7 @@ import pytest
 from avid import children, synthetic
 from avid.cli import EXIT_INTERRUPTED, EXIT_PARTIAL
 from avid.config import load_config
-from avid.library import compare_contents, library_contents, process_collection
+from avid.library.collection import compare_contents, library_contents, process_collection
 
 pytest.importorskip("skimage")
 pytest.importorskip("espeakng_loader")

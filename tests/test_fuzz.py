@@ -22,7 +22,7 @@ from avid import synthetic
 from avid.cli import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_PARTIAL, main
 from avid.config import DEFAULT_CONFIG_PATH, load_config
 from avid.errors import AvidError, ConfigError, StoreError
-from avid.gallery import Gallery, clean_name, name_key, remove_store
+from avid.identity.store import Gallery, clean_name, name_key, remove_store
 
 DOCUMENTED = {0, 1, 2, 3, 4, 5, 6, 7, EXIT_PARTIAL, EXIT_ALL_FAILED, EXIT_INTERRUPTED}
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,

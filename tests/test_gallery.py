@@ -9,9 +9,9 @@ import threading
 import numpy as np
 import pytest
 
-from avid import gallery as gallery_module
 from avid.errors import StoreError
-from avid.gallery import Gallery, default_path, to_blob
+from avid.identity import store as gallery_module
+from avid.identity.store import Gallery, default_path, to_blob
 
 
 def unit(rng: np.random.Generator, dim: int) -> np.ndarray:

@@ -13,14 +13,17 @@ import sqlite3
 import numpy as np
 import pytest
 
-from avid import identify, synthetic
+from avid import synthetic
 from avid.cli import main
 from avid.config import load_config
 from avid.errors import AvidError, NoContentError
-from avid.gallery import Gallery
-from avid.ingest import Models, process_file
 from avid.evaluation.identification import identities, talking_photo
-from avid.media import content_hash, load_audio, load_image
+from avid.identity import scoring, training
+from avid.identity.store import Gallery
+from avid.io.media import content_hash, load_audio, load_image
+from avid.pipeline import identify
+from avid.pipeline.ingest import process_file
+from avid.pipeline.models import Models
 
 SENTENCES = ["The quick brown fox jumps over the lazy dog while the sun sets slowly behind the hills.",
              "Every morning she walks to the harbour and counts the boats that come back with fish.",
@@ -139,7 +142,7 @@ def test_video_enrolment_is_found_by_face_voice_or_both(tmp_path, media, cfg, mo
         assert face_obs.content_hash == voice_obs.content_hash == content_hash(media["eileen_video"])
         identify.enroll(gallery, "Grace", images=[media["grace"]], audios=[media["grace_voice_0"]], cfg=cfg,
                         models=models)
-        identify.train(gallery, cfg)
+        training.train(gallery, cfg)
         for kwargs in ({"image": media["eileen_2"]}, {"audio": media["eileen_voice_1"]},
                        {"image": media["eileen"], "audio": media["eileen_voice_0"]}):
             result = identify.query(gallery, cfg=cfg, models=models, **kwargs)
@@ -219,7 +222,7 @@ def test_the_dominant_face_is_taken_when_nobody_talks(awkward_videos, cfg, model
     evidence = identify.evidence_from(awkward_videos["large_and_small"], cfg, models)
     assert evidence.choice["reason"] == "dominant"
     photo = identify.evidence_from(media["eileen"], cfg, models).face
-    assert float(evidence.face @ photo) >= identify.raw_threshold(cfg, evidence.face_backend)
+    assert float(evidence.face @ photo) >= scoring.raw_threshold(cfg, evidence.face_backend)
 
 
 @pytest.mark.parametrize("name", ["off_screen_voice", "photo_on_the_wall"])
@@ -262,7 +265,7 @@ def test_bad_enrolments_store_nothing(tmp_path, media, cfg, models):
 def test_corrupt_model_is_reported(tmp_path, media, cfg, models):
     with Gallery(tmp_path / "g.db") as gallery:
         identify.enroll(gallery, "Eileen", images=[media["eileen"]], cfg=cfg, models=models)
-        identify.train(gallery, cfg)
+        training.train(gallery, cfg)
         gallery._db.execute("UPDATE model SET checkpoint = ?", (b"garbage" * 100,))
         with pytest.raises(AvidError, match="not a readable avid shared-model checkpoint"):
             identify.query(gallery, image=media["eileen_2"], cfg=cfg, models=models)
@@ -280,7 +283,7 @@ def test_real_people_by_face_and_voice(shared_data, tmp_path, cfg, models):
     with Gallery(tmp_path / "g.db") as gallery:
         for name, (enrol_photo, _, voice) in people.items():
             identify.enroll(gallery, name, images=[faces / enrol_photo], audios=[voice], cfg=cfg, models=models)
-        identify.train(gallery, cfg)
+        training.train(gallery, cfg)
         for name, (_, test_photo, voice) in people.items():
             assert identify.query(gallery, image=faces / test_photo, cfg=cfg, models=models).answer.name == name
             assert identify.query(gallery, image=faces / test_photo, audio=voice, cfg=cfg,
@@ -314,7 +317,7 @@ def test_people_named_after_training_are_matched_in_z(tmp_path, media, cfg, mode
     z still find them, from their raw prototypes."""
     with Gallery(tmp_path / "g.db") as gallery:
         identify.enroll(gallery, "Eileen", images=[media["eileen"]], cfg=cfg, models=models)
-        identify.train(gallery, cfg)
+        training.train(gallery, cfg)
         face = identify.evidence_from(media["grace"], cfg, models)
         observation = gallery.add_observation(None, "face", face.face, face.face_backend, media["grace"])
         gallery.add_person("Grace")
@@ -337,7 +340,7 @@ def test_voices_of_another_encoder_are_refused_then_reembedded(tmp_path, media, 
         assert gallery.encoders()["voice"] == ("resemblyzer", 256)
         query = identify.evidence_from(media["eileen_voice_1"], cfg, models)
         with pytest.raises(AvidError, match="resemblyzer voice embeddings"):
-            identify.query_embeddings(gallery, query, cfg=cfg)
+            scoring.query_embeddings(gallery, query, cfg=cfg)
         gone.unlink()
         with pytest.raises(AvidError, match="no source file"):
             identify.reembed_voices(gallery, cfg, models)
@@ -345,7 +348,7 @@ def test_voices_of_another_encoder_are_refused_then_reembedded(tmp_path, media, 
         counts = identify.reembed_voices(gallery, cfg, models, drop_missing=True)
         assert counts == {"reembedded": 1, "dropped": 1, "backend": "campplus"}
         assert gallery.encoders()["voice"] == ("campplus", 192)
-        best = identify.query_embeddings(gallery, query, cfg=cfg).matches[0]
+        best = scoring.query_embeddings(gallery, query, cfg=cfg).matches[0]
         assert best.name == "Eileen" and best.accepted
 
 
@@ -404,13 +407,13 @@ def test_a_blurred_face_needs_more_similarity(tmp_path, media, cfg, models):
                                          cv2.GaussianBlur(load_image(media["eileen_2"]), (0, 0), 2.0))
     blurred = identify.evidence_from(blurred_path, cfg, models)
     assert sharp.face_sharpness >= cfg.identify.blur.sharp > blurred.face_sharpness
-    base = identify.raw_threshold(cfg, "dlib")
-    assert identify.face_threshold(cfg, "dlib", sharp.face_sharpness) == base
-    assert base < identify.face_threshold(cfg, "dlib", blurred.face_sharpness) <= base + cfg.identify.blur.max_raise
+    base = scoring.raw_threshold(cfg, "dlib")
+    assert scoring.face_threshold(cfg, "dlib", sharp.face_sharpness) == base
+    assert base < scoring.face_threshold(cfg, "dlib", blurred.face_sharpness) <= base + cfg.identify.blur.max_raise
     with Gallery(tmp_path / "g.db") as gallery:
         identify.enroll(gallery, "Eileen", images=[media["eileen"]], cfg=cfg, models=models)
-        plain = identify.score_people(gallery, blurred.face, None, cfg, use_model=False)[0][0][1]
-        weighed = identify.query_embeddings(gallery, blurred, cfg=cfg, use_model=False).matches[0].score
+        plain = scoring.score_people(gallery, blurred.face, None, cfg, use_model=False)[0][0][1]
+        weighed = scoring.query_embeddings(gallery, blurred, cfg=cfg, use_model=False).matches[0].score
         assert weighed < plain - 0.05
 
 
@@ -431,8 +434,8 @@ def test_voices_are_scored_relative_to_the_gallery_mean_once_it_is_large(cfg):
     rng = np.random.default_rng(0)
     enrolled, genuine, strangers = _voices_with_a_domain_direction(rng, 60)
     raw_best = np.array([(enrolled @ s).max() for s in strangers])
-    centred = np.stack([identify.voice_similarities(enrolled, q, cfg) for q in np.vstack([genuine, strangers])])
-    threshold = identify.raw_threshold(cfg, "campplus")
+    centred = np.stack([scoring.voice_similarities(enrolled, q, cfg) for q in np.vstack([genuine, strangers])])
+    threshold = scoring.raw_threshold(cfg, "campplus")
     # Raw cosine: the shared direction lifts every stranger over the threshold; centred, none passes, and each
     # genuine second clip is still its own speaker's, above it.
     assert (raw_best >= threshold).all()
@@ -445,4 +448,4 @@ def test_a_small_gallery_scores_voices_by_raw_cosine(cfg):
     enrolled, genuine, _ = _voices_with_a_domain_direction(np.random.default_rng(1), 10)
     least = cfg.identify.voice_centering.min_people
     assert len(enrolled) < least    # a mean of ten voices would be mostly those ten: no centring
-    np.testing.assert_allclose(identify.voice_similarities(enrolled, genuine[0], cfg), enrolled @ genuine[0], atol=1e-6)
+    np.testing.assert_allclose(scoring.voice_similarities(enrolled, genuine[0], cfg), enrolled @ genuine[0], atol=1e-6)

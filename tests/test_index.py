@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from avid.config import load_config
-from avid.index import ExactIndex, build_index, normalise
+from avid.library.index import ExactIndex, build_index, normalise
 
 faiss = pytest.importorskip("faiss")
 

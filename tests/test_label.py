@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from avid.config import load_config
-from avid.label import associate, name_speakers
+from avid.pipeline.associate import associate
+from avid.pipeline.name import name_speakers
 from avid.types import EnergyTrack, FaceDetection, FaceTrack, SpeechTurn, VoiceWindow
 
 FPS = 5.0          # the default face sampling rate
@@ -131,7 +132,7 @@ def test_unknown_labels_follow_first_speech_and_are_stable(cfg):
 # ------------------------------------------------------------------------------------------- the whole job
 @pytest.fixture(scope="module")
 def models(cfg):
-    from avid.ingest import Models
+    from avid.pipeline.models import Models
 
     return Models(cfg)
 
@@ -185,13 +186,13 @@ def pair_on_screen(synthetic, tmp_path_factory, astronaut_speech, grace_hopper_s
 
 @pytest.fixture(scope="module")
 def pair_ingest(pair_on_screen, cfg, models):
-    from avid.ingest import process_file
+    from avid.pipeline.ingest import process_file
 
     return process_file(pair_on_screen[0], cfg, models=models)
 
 
 def test_ingest_carries_the_energy_track_of_a_separate_decode(pair_on_screen, pair_ingest, cfg):
-    from avid.media import iter_audio
+    from avid.io.media import iter_audio
     from avid.voice.vad import EnergyMeter
 
     carried = pair_ingest.energy
@@ -206,7 +207,7 @@ def test_ingest_carries_the_energy_track_of_a_separate_decode(pair_on_screen, pa
 
 
 def test_label_links_each_speaker_to_the_face_that_talks(pair_on_screen, pair_ingest, cfg):
-    from avid.label import label_recording
+    from avid.pipeline.label import label_recording
 
     path, truth = pair_on_screen
     result = label_recording(path, cfg, ingest=pair_ingest)
@@ -221,8 +222,8 @@ def test_label_links_each_speaker_to_the_face_that_talks(pair_on_screen, pair_in
 
 
 def test_enrolled_unknowns_are_recognised_next_time(pair_on_screen, pair_ingest, cfg, tmp_path):
-    from avid.gallery import Gallery
-    from avid.label import label_recording
+    from avid.identity.store import Gallery
+    from avid.pipeline.label import label_recording
 
     path, _ = pair_on_screen
     with Gallery(tmp_path / "gallery.db") as gallery:
@@ -236,7 +237,7 @@ def test_enrolled_unknowns_are_recognised_next_time(pair_on_screen, pair_ingest,
 
 
 def test_audio_only_gives_voice_only_speakers(speech_wav, cfg, models):
-    from avid.label import label_recording
+    from avid.pipeline.label import label_recording
 
     result = label_recording(speech_wav, cfg, models=models)
     assert result.turns and not result.face_tracks
@@ -245,7 +246,7 @@ def test_audio_only_gives_voice_only_speakers(speech_wav, cfg, models):
 
 
 def test_video_without_audio_gives_faces_and_says_so(video_without_audio, cfg, models):
-    from avid.label import label_recording
+    from avid.pipeline.label import label_recording
 
     result = label_recording(video_without_audio, cfg, models=models)
     assert result.face_tracks and not result.turns and not result.speakers
@@ -254,7 +255,7 @@ def test_video_without_audio_gives_faces_and_says_so(video_without_audio, cfg, m
 
 def test_silence_gives_no_turns_and_says_so(silent_video, silent_wav, cfg, models):
     from avid.errors import NoContentError
-    from avid.label import label_recording
+    from avid.pipeline.label import label_recording
 
     result = label_recording(silent_video, cfg, models=models)
     assert not result.turns and any("no speech" in w for w in result.warnings)
@@ -293,14 +294,14 @@ def test_cli_refuses_bad_arguments(speech_wav, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------- shared dev data
 def _enrol(gallery, name: str, cfg, models, photo=None, voice=None) -> None:
     """Enrol a person through the identify API from a photo and/or a voice clip file."""
-    from avid.identify import enroll
+    from avid.pipeline.identify import enroll
 
     enroll(gallery, name, images=[photo] if photo else [], audios=[voice] if voice else [], cfg=cfg, models=models)
 
 
 def test_hamilton_clip_names_lin_manuel_miranda_from_his_photo(shared_data, cfg, models, tmp_path):
-    from avid.gallery import Gallery
-    from avid.label import label_recording
+    from avid.identity.store import Gallery
+    from avid.pipeline.label import label_recording
 
     photo = shared_data / "faces" / "lin_manuel_miranda" / "lin-manuel-miranda.png"
     with Gallery(tmp_path / "gallery.db") as gallery:
@@ -311,7 +312,7 @@ def test_hamilton_clip_names_lin_manuel_miranda_from_his_photo(shared_data, cfg,
     named = [t for t in result.turns if t.name == "Lin-Manuel Miranda"]
     assert sum(t.end - t.start for t in named) >= 0.8 * speech > 0
     # Linked to his face track: the track that looks most like his photo.
-    from avid.ingest import process_file
+    from avid.pipeline.ingest import process_file
 
     photo_embedding = process_file(photo, cfg, models=models).face_tracks[0].embedding
     his_track = max(result.face_tracks, key=lambda t: float(t.embedding @ photo_embedding))
@@ -330,11 +331,10 @@ TALKING_PHOTOS = [("Paul Allen", "paul_allen/paul_allen4.jpg", "paul_allen/paul_
 def _portrait(path, synthetic):
     """A photo cropped around its face, 360 px tall, with its mouth located by dlib's 68 landmarks."""
     import cv2
-
-    from avid import media
-    from avid.faces.embed import dlib_shape_predictor
-
     import dlib
+
+    from avid.faces.embed import dlib_shape_predictor
+    from avid.io import media
 
     image = media.load_image(path)
     box = max(dlib.get_frontal_face_detector()(image, 1), key=lambda r: r.area())
@@ -351,9 +351,9 @@ def _portrait(path, synthetic):
 
 
 def test_talking_photos_of_enrolled_people_are_named(shared_data, synthetic, cfg, models, tmp_path):
-    from avid import media
-    from avid.gallery import Gallery
-    from avid.label import label_recording
+    from avid.identity.store import Gallery
+    from avid.io import media
+    from avid.pipeline.label import label_recording
 
     portraits, segments, names = [], [], []
     with Gallery(tmp_path / "gallery.db") as gallery:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from avid import identify, synthetic
+from avid import synthetic
 from avid.cli import main
 from avid.config import load_config
-from avid.gallery import Gallery
-from avid.ingest import Models
-from avid.learning import learn_from_library
-from avid.library import process_collection
+from avid.identity.learning import learn_from_library
+from avid.identity.store import Gallery
+from avid.library.collection import process_collection
+from avid.pipeline import identify
+from avid.pipeline.models import Models
 
 pytest.importorskip("skimage")
 pytest.importorskip("espeakng_loader")

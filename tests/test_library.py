@@ -15,12 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from avid import library, synthetic
+from avid import synthetic
 from avid.config import load_config
 from avid.errors import DiskFullError, StoreError
-from avid.gallery import Gallery
-from avid.library import (FileOutcome, WORKER_DIED, compare_contents, library_contents, name_cluster,
-                          process_collection, search, unknown_clusters, writer_lock)
+from avid.identity.store import Gallery
+from avid.library import collection as library
+from avid.library.collection import (
+    WORKER_DIED,
+    FileOutcome,
+    compare_contents,
+    library_contents,
+    process_collection,
+    writer_lock,
+)
+from avid.library.search import query_vectors, search
+from avid.library.unknown import name_cluster, unknown_clusters
 
 pytest.importorskip("skimage")
 pytest.importorskip("espeakng_loader")
@@ -252,11 +261,11 @@ def test_search_by_voice_ranks_the_same_voice_first(reference, media, cfg):
 
 
 def test_search_takes_the_same_vectors_from_a_file_as_query(media, cfg):
-    from avid.identify import evidence_from
-    from avid.ingest import Models
+    from avid.pipeline.identify import evidence_from
+    from avid.pipeline.models import Models
 
     models = Models(cfg)
-    vectors = library.query_vectors(cfg, video=str(media["talk"]), models=models)
+    vectors = query_vectors(cfg, video=str(media["talk"]), models=models)
     evidence = evidence_from(media["talk"], cfg, models)
     assert set(vectors) == {"face", "voice"}
     assert (vectors["face"] == evidence.face).all() and (vectors["voice"] == evidence.voice).all()

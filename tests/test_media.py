@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avid import media
 from avid.errors import MediaError
+from avid.io import media
 
 SR = 16000
 

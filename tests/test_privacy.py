@@ -15,9 +15,11 @@ import pytest
 from avid import synthetic
 from avid.cli import main
 from avid.config import load_config
-from avid.gallery import Gallery, companion, to_blob
-from avid.identify import train
-from avid.library import name_cluster, process_collection, search, unknown_clusters
+from avid.identity.store import Gallery, companion, to_blob
+from avid.identity.training import train
+from avid.library.collection import process_collection
+from avid.library.search import search
+from avid.library.unknown import name_cluster, unknown_clusters
 
 pytest.importorskip("skimage")
 pytest.importorskip("espeakng_loader")

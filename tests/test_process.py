@@ -8,10 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from avid import ingest
 from avid.cli import EXIT_PARTIAL, main
 from avid.config import load_config
 from avid.errors import ConfigError, MediaError, NoContentError
+from avid.io import results
+from avid.pipeline import ingest
+from avid.pipeline.models import Models
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -23,8 +25,8 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 def test_talking_video_gives_a_face_track_and_speech(talking_video, tmp_path, capsys):
     code, out, err = run_cli(capsys, "--quiet", "process", str(talking_video), "--out", str(tmp_path))
     assert code == 0, err
-    document, arrays = ingest.read_result(tmp_path / "talking.json")
-    assert document["schema"] == "avid.ingest" and document["schema_version"] == ingest.SCHEMA_VERSION
+    document, arrays = results.read_result(tmp_path / "talking.json")
+    assert document["schema"] == "avid.ingest" and document["schema_version"] == results.SCHEMA_VERSION
     assert document["media"]["kind"] == "video" and document["media"]["has_audio"]
     # One person on screen the whole time is one track, not one per frame.
     assert len(document["face_tracks"]) == 1
@@ -50,7 +52,7 @@ def test_video_without_audio_is_processed_for_its_faces(video_without_audio, tmp
     code, out, err = run_cli(capsys, "--quiet", "process", str(video_without_audio), "--out", str(tmp_path))
     assert code == 0
     assert "no audio stream" in err and str(video_without_audio) in err
-    document, _ = ingest.read_result(tmp_path / "no_audio.json")
+    document, _ = results.read_result(tmp_path / "no_audio.json")
     assert document["face_tracks"] and not document["speech_regions"]
 
 
@@ -58,7 +60,7 @@ def test_speech_without_a_face_is_processed_for_its_voice(no_face_video, tmp_pat
     code, out, err = run_cli(capsys, "--quiet", "process", str(no_face_video), "--out", str(tmp_path))
     assert code == 0
     assert "no face found" in err
-    document, _ = ingest.read_result(tmp_path / "no_face.json")
+    document, _ = results.read_result(tmp_path / "no_face.json")
     assert document["speech_regions"] and not document["face_tracks"]
 
 
@@ -128,10 +130,10 @@ def test_newer_schema_is_refused(speech_wav, tmp_path, capsys):
     run_cli(capsys, "--quiet", "process", str(speech_wav), "--out", str(tmp_path))
     path = tmp_path / "speech.json"
     document = json.loads(path.read_text())
-    document["schema_version"] = ingest.SCHEMA_VERSION + 1
+    document["schema_version"] = results.SCHEMA_VERSION + 1
     path.write_text(json.dumps(document))
     with pytest.raises(Exception, match="newer"):
-        ingest.read_result(path)
+        results.read_result(path)
 
 
 def test_config_override_and_typos(tmp_path):
@@ -158,7 +160,7 @@ def test_entry_point_exit_code_and_no_traceback(bad_inputs, tmp_path):
 
 @pytest.mark.parametrize("command", ["process", "enroll", "query", "search"])
 def test_decompression_bomb_is_one_line_naming_the_file_in_every_command(synthetic, command, tmp_path, capsys):
-    from avid.gallery import Gallery
+    from avid.identity.store import Gallery
 
     bomb = synthetic.write_large_png(tmp_path / "bomb.png", 40000, 40000, rows=1)
     db = tmp_path / "g.db"
@@ -177,7 +179,7 @@ def test_a_photo_decoded_reduced_gives_boxes_in_its_own_pixels(synthetic, tmp_pa
     small = synthetic.astronaut_face()                                   # 512 x 512
     big = np.kron(small, np.ones((6, 6, 1), np.uint8))                   # 3072 x 3072: decoded at 1/2
     cfg = load_config()
-    models = ingest.Models(cfg)
+    models = Models(cfg)
     boxes = [ingest.process_file(synthetic.write_image(tmp_path / f"{name}.png", image), cfg, models)
              .face_tracks[0].detections[0].box for name, image in (("small", small), ("big", big))]
     assert np.allclose(np.array(boxes[1]) / 6, boxes[0], atol=6)

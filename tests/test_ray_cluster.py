@@ -24,14 +24,15 @@ import pytest
 from avid import synthetic
 from avid.config import load_config
 from avid.errors import AvidError, MediaError
-from avid.library import compare_contents, library_contents, process_collection
+from avid.library.collection import compare_contents, library_contents, process_collection
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("skimage")
 pytest.importorskip("espeakng_loader")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 try:
-    from ray._raylet import AuthenticationTokenLoader, Config as RayConfig
+    from ray._raylet import AuthenticationTokenLoader
+    from ray._raylet import Config as RayConfig
 except ImportError:                     # a Ray before token authentication
     pytest.skip("this Ray has no token authentication", allow_module_level=True)
 
@@ -228,7 +229,7 @@ def test_a_node_with_another_avid_stops_the_run_naming_it(cluster, collection, t
 def test_a_file_a_worker_cannot_see_stops_the_run_naming_file_and_node(cluster, collection, monkeypatch):
     """Read by path (no shipping), a file that only the driver's view of the disk holds: /proc/self/cwd is the
     driver's folder for the driver and the worker's own for a worker, as a local disk is for each node."""
-    from avid import ray_engine
+    from avid.library import ray_engine
 
     made, _, token = cluster
     monkeypatch.setenv("RAY_AUTH_TOKEN", token)
@@ -245,7 +246,7 @@ def test_a_file_a_worker_cannot_see_stops_the_run_naming_file_and_node(cluster, 
 def test_shipped_files_reach_one_worker_that_keeps_its_models_and_removes_its_copies(collection):
     """--ship-media through a private local Ray with one worker: every file is done by the same worker process
     (its models loaded once), from a private copy that is deleted after; the outcomes name the driver's paths."""
-    from avid import ray_engine
+    from avid.library import ray_engine
 
     before = set(Path(tempfile.gettempdir()).glob("avid-shipped-*"))
     paths = [collection / name for name in ("c male.wav", "a astronaut.jpg", "d female.wav")]

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avid import gallery as gallery_module
-from avid import library, synthetic
+from avid import synthetic
 from avid.cli import EXIT_ALL_FAILED, EXIT_PARTIAL, main
 from avid.errors import DiskFullError, MediaError, StoreError
-from avid.gallery import Gallery
+from avid.identity import store as gallery_module
+from avid.identity.store import Gallery
+from avid.library import collection as library
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

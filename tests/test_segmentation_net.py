@@ -17,7 +17,7 @@ import torch
 from avid import weights
 from avid.config import load_config
 from avid.errors import ModelError
-from avid.media import iter_audio
+from avid.io.media import iter_audio
 from avid.voice import segmentation_net as sn
 
 

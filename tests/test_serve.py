@@ -4,8 +4,8 @@ The browser tests are in test_serve_browser.py."""
 from __future__ import annotations
 
 import contextlib
-import io
 import http.client
+import io
 import itertools
 import json
 import os
@@ -23,7 +23,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from avid.cli import main
 from avid.config import load_config
-from avid.library import library_contents, process_collection
+from avid.library.collection import library_contents, process_collection
 from avid.serve import exposure_warning
 from avid.serve.app import create_app
 
@@ -428,7 +428,7 @@ def test_pages_read_while_a_process_run_writes(client, library, synthetic, astro
 @pytest.mark.slow
 def test_a_library_of_the_shared_data_is_served(shared_data, tmp_path):
     """Real media: the dev data's video clip and some of its face photos, processed, clustered and served."""
-    from avid.library import unknown_clusters
+    from avid.library.unknown import unknown_clusters
 
     photos = sorted((shared_data / "faces").rglob("*.jpg"))[:6]
     db = tmp_path / "shared.db"

@@ -10,8 +10,8 @@ import torch
 from avid.config import load_config
 from avid.errors import ModelError
 from avid.evaluation.identification import synthetic_people
-from avid.shared.model import BimodalAutoencoder, ModelSpec, from_bytes, load
-from avid.shared.train import TrainingData, person_prototypes, train_model
+from avid.identity.shared.model import BimodalAutoencoder, ModelSpec, from_bytes, load
+from avid.identity.shared.train import TrainingData, person_prototypes, train_model
 
 SPEC = ModelSpec("dlib", 128, "resemblyzer", 256, z_dim=64, hidden_dim=32)
 

@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from avid import media
+from avid.io import media
 
 SR = 16000
 SENTENCES = ["The quick brown fox jumps over the lazy dog near the river bank.",

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from avid.config import load_config
-from avid.talking_face import choose_face
+from avid.pipeline.talking_face import choose_face
 from avid.types import FaceDetection, FaceTrack, SpeechRegion
 
 PERIOD = 0.2    # the default 5 fps face sampling

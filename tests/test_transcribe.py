@@ -14,16 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avid import identify
 from avid.cli import main
 from avid.config import load_config
 from avid.errors import ConfigError, ModelError
-from avid.export import write_srt, write_txt, write_vtt
-from avid.gallery import Gallery
-from avid.ingest import Models
-from avid.label import label_recording
-from avid.library import process_collection, search_text, unknown_clusters
-from avid.transcribe import WHISPER_TEMPERATURES, SpeechTape, Transcriber, attach_words, stretches, turn_texts
+from avid.identity.store import Gallery
+from avid.io.writers import turn_texts, write_srt, write_txt, write_vtt
+from avid.library.collection import process_collection
+from avid.library.search import search_text
+from avid.library.unknown import unknown_clusters
+from avid.pipeline import identify
+from avid.pipeline.label import label_recording
+from avid.pipeline.models import Models
+from avid.text.transcribe import WHISPER_TEMPERATURES, SpeechTape, Transcriber, attach_words, stretches
 from avid.types import LabelResult, MediaInfo, SpeechRegion, SpeechTurn, Word
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +67,7 @@ def test_words_go_to_the_turn_that_covers_them_most_or_the_nearest_close_one():
 
 
 def test_every_time_a_phrase_is_said_is_a_hit():
-    from avid.library import _phrase_spans
+    from avid.library.search import _phrase_spans
 
     words = [[0.0, 0.4, " A"], [0.4, 0.9, " banana,"], [1.0, 1.5, " then"], [1.6, 2.0, " Banana!"]]
     assert _phrase_spans(words, "banana") == [(0.4, 0.9), (1.6, 2.0)]

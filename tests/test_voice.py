@@ -179,7 +179,8 @@ def test_window_spans_cover_the_span():
 
 
 def test_utterance_embedding_is_a_unit_vector_close_to_resemblyzers(encoder, speech):
-    from resemblyzer import VoiceEncoder as ResemblyzerEncoder, preprocess_wav
+    from resemblyzer import VoiceEncoder as ResemblyzerEncoder
+    from resemblyzer import preprocess_wav
 
     embedding = encoder.embed_utterance(np.concatenate([synthetic.silence(1.0), speech]))
     assert embedding.shape == (256,) and embedding.dtype == np.float32

@@ -19,7 +19,7 @@ import warnings
 from ..children import clear_interrupt, on_interrupt
 from ..config import load_config
 from ..errors import DISK_FULL, AvidError, DiskFullError
-from ..gallery import store_error
+from ..identity.store import store_error
 from ._common import gallery_path
 
 # Third-party packages we depend on (webrtcvad, face_recognition_models, resemblyzer) import deprecated APIs; their

@@ -46,14 +46,14 @@ def add_db_argument(parser: argparse.ArgumentParser, help: str = "gallery databa
 
 def gallery_path(db: str | None) -> Path:
     """The gallery file named by --db, else $AVID_DB or the default one."""
-    from ..gallery import default_path
+    from ..identity.store import default_path
 
     return Path(db).expanduser() if db else default_path()
 
 
 def open_gallery(args: argparse.Namespace, must_exist: bool = True):
     """The gallery named by --db / $AVID_DB / the default; StoreError when it must exist and does not."""
-    from ..gallery import Gallery
+    from ..identity.store import Gallery
 
     path = gallery_path(getattr(args, "db", None))
     if must_exist and not path.exists():

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..identify import enroll
+    from ..pipeline.identify import enroll
 
     cfg = config_from_args(args)
     with open_gallery(args, must_exist=False) as gallery:

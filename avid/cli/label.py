@@ -10,10 +10,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import AvidError, StoreError
-from ..export import FORMATS, write_outputs
+from ..io.results import output_stem
+from ..io.writers import FORMATS, write_outputs
+from ..pipeline.label import label_recording
 from ..stages import stage
-from ..ingest import output_stem
-from ..label import label_recording
 from ..types import LabelResult
 from ._common import add_db_argument, config_from_args, gallery_path
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _open_gallery(db: str | None, create: bool):
     """The gallery to name speakers from: --db, else the user's default one if it exists (None: no names)."""
-    from ..gallery import Gallery
+    from ..identity.store import Gallery
 
     path = gallery_path(db)
     if not path.exists() and not create:

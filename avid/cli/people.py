@@ -141,7 +141,7 @@ def run_rename(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from ..identify import refresh_z_prototypes
+    from ..identity.training import refresh_z_prototypes
 
     with open_gallery(args) as gallery:
         person = gallery.merge(args.src, args.dst)
@@ -171,7 +171,7 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_unknown(args: argparse.Namespace) -> int:
-    from ..library import unknown_clusters
+    from ..library.unknown import unknown_clusters
 
     clusters = unknown_clusters(gallery_path(args.db), config_from_args(args))
     if args.json:
@@ -184,7 +184,7 @@ def run_unknown(args: argparse.Namespace) -> int:
 
 
 def run_name(args: argparse.Namespace) -> int:
-    from ..library import name_cluster
+    from ..library.unknown import name_cluster
 
     person, count = name_cluster(gallery_path(args.db), args.cluster, args.name, config_from_args(args))
     _report(args, {"cluster": args.cluster, "name": person.name, "observations": count},
@@ -193,7 +193,7 @@ def run_name(args: argparse.Namespace) -> int:
 
 
 def run_learn(args: argparse.Namespace) -> int:
-    from ..learning import learn_from_library
+    from ..identity.learning import learn_from_library
 
     cfg = config_from_args(args)
     with open_gallery(args) as gallery:
@@ -211,7 +211,7 @@ def run_learn(args: argparse.Namespace) -> int:
 
 
 def run_forget(args: argparse.Namespace) -> int:
-    from ..identify import refresh_z_prototypes
+    from ..identity.training import refresh_z_prototypes
 
     with open_gallery(args) as gallery:
         count = gallery.forget(args.name, None if args.all_learned else args.observation)
@@ -222,8 +222,8 @@ def run_forget(args: argparse.Namespace) -> int:
 
 
 def run_reembed(args: argparse.Namespace) -> int:
-    from ..identify import reembed_voices
-    from ..ingest import Models
+    from ..pipeline.identify import reembed_voices
+    from ..pipeline.models import Models
 
     cfg = config_from_args(args)
     with open_gallery(args) as gallery:

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import AvidError, UsageError
-from ..ingest import Models, output_stem, process_file, write_result
-from ..inputs import expand_inputs
-from . import EXIT_ALL_FAILED, EXIT_PARTIAL
 from ..config import load_config
+from ..errors import AvidError, UsageError
+from ..io.inputs import expand_inputs
+from ..io.results import output_stem, write_result
+from ..pipeline.ingest import process_file
+from ..pipeline.models import Models
+from . import EXIT_ALL_FAILED, EXIT_PARTIAL
 from ._common import add_db_argument, at_least, config_from_args
 
 log = logging.getLogger("avid")
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             raise AvidError("--transcribe stores transcripts in a library: use it with --db")
         cfg = load_config(getattr(args, "config", None), overrides={"library": {"transcribe": True}})
     if args.db:
-        from ..library import process_collection
+        from ..library.collection import process_collection
 
         summary = process_collection(args.inputs, args.db, cfg, workers=args.workers,
                                      engine=args.engine or cfg.library.engine, address=args.address,

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..identify import query
+    from ..pipeline.identify import query
 
     cfg = config_from_args(args)
     with open_gallery(args) as gallery:

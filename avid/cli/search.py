@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..library import search   # imported on use, as the other commands do: the parser stays quick to build
+    from ..library.search import search  # imported on use, as the other commands do: the parser stays quick to build
 
     cfg = config_from_args(args)
     if args.text is not None:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_text(args: argparse.Namespace, cfg) -> int:
     from ..errors import AvidError
-    from ..library import search_text
+    from ..library.search import search_text
 
     if args.image or args.audio or args.video:
         raise AvidError("--text searches what was said; it combines with --person only")

@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..identify import train
+    from ..identity.training import train
 
     cfg = config_from_args(args)
     show = not args.quiet and sys.stderr.isatty()

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from pyannote.core import Annotation, Segment
 
-from .. import media, synthetic
+from .. import synthetic
 from ..config import Config, load_config
+from ..io import media
 from ..voice.vad import detect_speech
 from .identification import identities, speakers, talking_photo
 

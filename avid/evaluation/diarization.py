@@ -8,7 +8,6 @@ forgiveness zone around each reference boundary (0.5 = 0.25 s on each side).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from pyannote.core import Annotation, Segment, Timeline
@@ -17,7 +16,6 @@ from pyannote.metrics.identification import IdentificationErrorRate
 
 from ..errors import AvidError
 from ..types import SpeechTurn
-from ..voice.diarize import to_annotation
 from ..voice.speech import true_runs
 
 
@@ -61,21 +59,6 @@ def load_reference(path: str | Path, uri: str | None = None) -> Annotation:
     if len(annotations) != 1:
         raise AvidError(f"holds {len(annotations)} file ids; say which one to use", path)
     return next(iter(annotations.values()))
-
-
-def write_rttm(turns: Iterable[SpeechTurn] | Annotation, path: str | Path, uri: str = "audio",
-               use_names: bool = False) -> None:
-    """Write speaker turns (or an Annotation) as RTTM. RTTM fields are space-separated, so spaces in names and
-    in the file id become underscores."""
-    annotation = turns if isinstance(turns, Annotation) else to_annotation(turns, uri, use_names)
-    annotation = annotation.rename_labels({label: _no_spaces(label) for label in annotation.labels()})
-    annotation.uri = _no_spaces(annotation.uri or uri)
-    with open(path, "w", encoding="utf-8") as handle:
-        annotation.write_rttm(handle)
-
-
-def _no_spaces(text) -> str:
-    return "_".join(str(text).split())
 
 
 def _uem(duration: float | None) -> Timeline | None:
@@ -149,7 +132,7 @@ def diarize_file(path: str | Path, cfg, encoder=None, **count_args) -> list[Spee
     Silence gives no turns.
     ``count_args``: num_speakers, min_speakers, max_speakers, as for ``avid.voice.diarize.diarize``.
     """
-    from ..media import iter_audio          # imported here: scoring alone needs no decoder or network
+    from ..io.media import iter_audio  # imported here: scoring alone needs no decoder or network
     from ..voice.diarize import diarize
     from ..voice.embed import get_voice_encoder
     from ..voice.speech import analyse_speech

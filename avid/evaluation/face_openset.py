@@ -16,8 +16,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..config import Config
-from ..gallery import Gallery
-from ..identify import score_people
+from ..identity.scoring import score_people
+from ..identity.store import Gallery
 from .identification import equal_error_rate
 
 

@@ -27,12 +27,15 @@ from typing import Callable, Optional
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from .. import media, synthetic
+from .. import synthetic
 from ..config import Config
 from ..errors import AvidError
-from ..gallery import Gallery
-from ..identify import Evidence, evidence_from, load_model, score_people, train
-from ..ingest import Models
+from ..identity.scoring import Evidence, score_people
+from ..identity.store import Gallery
+from ..identity.training import load_model, train
+from ..io import media
+from ..pipeline.identify import evidence_from
+from ..pipeline.models import Models
 
 MODALITIES = ("face", "voice", "video")
 N_STRANGERS = 50      # non-enrolled speakers in the chimeric manifest

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import Config
-from ..gallery import check_health, existing_store, store_error
+from ..identity.store import check_health, existing_store, store_error
 
 
 def exposure_warning(host: str) -> Optional[str]:

@@ -29,8 +29,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..config import Config
 from ..errors import AvidError
-from ..gallery import store_error
-from ..media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from ..identity.store import store_error
+from ..io.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from . import clips, data
 
 TOKEN_HEADER = "X-Avid-Token"
@@ -222,7 +222,8 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
     # ------------------------------------------------------------------------------------------ search
     @app.route("/search", methods=["GET", "POST"])
     def search():
-        from ..library import search as search_library, search_text
+        from ..library.search import search as search_library
+        from ..library.search import search_text
 
         payload: dict = {"query": None, "hits": [], "text_hits": [], "error": None}
         status = 200
@@ -295,14 +296,14 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
 
     @app.post("/unknown/<int:cluster_id>/name")
     def name(cluster_id: int):
-        from ..library import name_cluster
+        from ..library.unknown import name_cluster
 
         person, count = name_cluster(db, cluster_id, request.form.get("name", ""), cfg)
         return done(f"named {count} observations of cluster {cluster_id} as {person.name}", url_for("unknown"))
 
     @app.post("/unknown/<int:cluster_id>/merge")
     def merge_cluster(cluster_id: int):
-        from ..library import merge_clusters
+        from ..library.unknown import merge_clusters
 
         try:
             into = int(request.form.get("into", ""))
@@ -313,7 +314,7 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
 
     @app.post("/unknown/<int:cluster_id>/dismiss")
     def dismiss(cluster_id: int):
-        from ..library import dismiss_cluster
+        from ..library.unknown import dismiss_cluster
 
         count = dismiss_cluster(db, cluster_id)
         return done(f"cluster {cluster_id} is not a person: its {count} observations were removed",
@@ -321,15 +322,15 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
 
     @app.post("/unknown/refresh")
     def refresh():
-        from ..library import unknown_clusters
+        from ..library.unknown import unknown_clusters
 
         found = unknown_clusters(db, cfg)         # what `avid people unknown` does
         return done(f"found {len(found)} unknown clusters", url_for("unknown"))
 
     @app.post("/people/<int:person_id>/merge")
     def merge_person(person_id: int):
-        from ..gallery import Gallery
-        from ..identify import refresh_z_prototypes
+        from ..identity.store import Gallery
+        from ..identity.training import refresh_z_prototypes
 
         with contextlib.closing(Gallery(db)) as gallery:   # what `avid people merge SRC DST` does
             source = next((p for p in gallery.people() if p.id == person_id), None)

@@ -43,7 +43,7 @@ def face_jpeg(path: str, box: Optional[list[float]], size: int) -> Optional[byte
     from PIL import Image
 
     from ..errors import AvidError
-    from ..library import _frame_at
+    from ..library.unknown import _frame_at
 
     try:
         image = _frame_at(path, box[0] if box else 0.0)

@@ -16,8 +16,9 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from ..gallery import from_blob
-from ..media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from ..identity.store import from_blob
+from ..intervals import merge_intervals
+from ..io.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 
 @contextlib.contextmanager
@@ -43,13 +44,7 @@ def media_kind(path: str) -> str:
 
 
 def _ranges(spans: list[tuple[float, float]]) -> list[list[float]]:
-    merged: list[list[float]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return [[round(a, 2), round(b, 2)] for a, b in merged]
+    return [[round(a, 2), round(b, 2)] for a, b in merge_intervals(spans)]
 
 
 # ================================================================================================ home

@@ -99,7 +99,7 @@ def _cut_into(tree: np.ndarray, embeddings: np.ndarray, k: int) -> np.ndarray:
     cut = fcluster(tree, t=k, criterion="maxclust")
     if len(np.unique(cut)) == k:
         return cut
-    from sklearn.cluster import KMeans   # here, not at the top: importing scikit-learn costs ~1 s of start-up
+    from sklearn.cluster import KMeans  # here, not at the top: importing scikit-learn costs ~1 s of start-up
 
     return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(embeddings)
 
@@ -264,16 +264,3 @@ def _name_in_order_of_speech(turns: list[SpeechTurn]) -> dict[int, str]:
     for turn in turns:
         names.setdefault(int(turn.speaker), f"spk{len(names)}")
     return names
-
-
-def to_annotation(turns: list[SpeechTurn], uri: str = "audio", use_names: bool = False):
-    """Speaker turns as a pyannote.core Annotation, labelled by speaker (or by name where ``use_names`` and set)."""
-    from pyannote.core import Annotation, Segment
-
-    annotation = Annotation(uri=uri)
-    for turn in turns:
-        if turn.end <= turn.start:
-            continue
-        segment = Segment(turn.start, turn.end)
-        annotation[segment, annotation.new_track(segment)] = turn.name if use_names and turn.name else turn.speaker
-    return annotation

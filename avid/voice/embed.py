@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, ModelError, NoContentError
 from ..device import resolve_device
+from ..errors import ConfigError, ModelError, NoContentError
 from ..types import SpeechRegion
 from ..vectors import unit_mean
 from .vad import detect_speech, torch_threads

@@ -28,9 +28,9 @@ from typing import Optional
 
 import numpy as np
 
-from .config import Config
-from .gallery import Gallery, Observation
-from .vectors import unit_mean
+from ..config import Config
+from ..vectors import unit_mean
+from .store import Gallery, Observation
 
 MODALITIES = ("face", "voice")
 
@@ -82,7 +82,8 @@ def _vouch(observations: list[Observation], prototypes: tuple[list[int], np.ndar
 def learn_from_library(gallery: Gallery, cfg: Config) -> LearnReport:
     """Link the library's face tracks and the speech paired with them to enrolled people (see the module
     docstring); one transaction."""
-    from .identify import raw_threshold, refresh_z_prototypes
+    from .scoring import raw_threshold
+    from .training import refresh_z_prototypes
 
     opts = cfg.library.learn
     report = LearnReport()

@@ -24,11 +24,11 @@ from typing import Optional
 
 import numpy as np
 
-from . import media
-from .config import Config
-from .types import EnergyTrack, FaceTrack, MediaInfo, SpeechRegion, SpeechTurn
-from .voice.diarize import mark_overlaps
-from .voice.speech import true_runs
+from ..config import Config
+from ..io import media
+from ..types import EnergyTrack, FaceTrack, MediaInfo, SpeechRegion, SpeechTurn
+from ..voice.diarize import mark_overlaps
+from ..voice.speech import true_runs
 
 GRID = 0.01          # seconds: turns are rebuilt on this grid
 
@@ -55,7 +55,7 @@ class LipSync:
 
 def crowded_speech(tracks: list[FaceTrack], regions: list[SpeechRegion], cfg: Config) -> list[tuple[float, float]]:
     """Stretches of speech during which at least two face tracks are on screen."""
-    from .label import sample_period
+    from .associate import sample_period
 
     period = sample_period(cfg)
     gap = float(cfg.active_speaker.max_gap_seconds)

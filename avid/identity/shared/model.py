@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ModelError
+from ...errors import ModelError
 
 CHECKPOINT_FORMAT = "avid.shared.BimodalAutoencoder"
 CHECKPOINT_VERSION = 1

@@ -25,7 +25,7 @@ def _start(model_path: str, jitter: int, parent: int) -> None:
     global _model, _jitter
     import dlib
 
-    from .children import end_with_parent
+    from ..children import end_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     end_with_parent(parent)

@@ -34,9 +34,9 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from .errors import DISK_FULL, AvidError, DiskFullError, StoreError
-from .types import Match, Person
-from .vectors import unit_mean, unit_rows
+from ..errors import DISK_FULL, AvidError, DiskFullError, StoreError
+from ..types import Match, Person
+from ..vectors import unit_mean, unit_rows
 
 SCHEMA_VERSION = 2
 APP_ID = 0x61766964          # "avid": marks the file as ours (PRAGMA application_id)

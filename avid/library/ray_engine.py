@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from . import __version__
-from .config import Config
-from .errors import AvidError, MediaError
-from .library import WORKER_DIED, FileOutcome, Job, _init_worker, _threads_per_worker, analyse_file
-from .private import private_temp_file
+from .. import __version__
+from ..config import Config
+from ..errors import AvidError, MediaError
+from ..private import private_temp_file
+from .collection import WORKER_DIED, FileOutcome, Job, _init_worker, _threads_per_worker, analyse_file
 
 log = logging.getLogger("avid")
 
@@ -83,8 +83,7 @@ def _use_token_if_there() -> None:
     """Token mode for this driver when a token is available and RAY_AUTH_MODE does not say otherwise (Ray does
     this itself only for ``auto``; a cluster without authentication accepts a driver that sends one)."""
     try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available)
+        from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
     except ImportError:          # a Ray before token authentication: nothing to turn on
         return
     quiet = logging.getLogger("ray._private.authentication.authentication_token_setup")

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..types import JsonResult
-from ..vectors import unit_mean
+from ...types import JsonResult
+from ...vectors import unit_mean
 from .model import BimodalAutoencoder, ModelSpec
 
 UNNAMED = -1

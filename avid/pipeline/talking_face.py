@@ -22,10 +22,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .config import Config
-from .label import pair_evidence, sample_period
-from .types import EnergyTrack, FaceTrack, SpeechRegion, SpeechTurn, median_sharpness, median_side
-from .vectors import unit_rows
+from ..config import Config
+from ..types import EnergyTrack, FaceTrack, SpeechRegion, SpeechTurn, median_sharpness, median_side
+from ..vectors import unit_rows
+from .associate import pair_evidence, sample_period
 
 
 @dataclass
@@ -142,7 +142,7 @@ def choose_face(tracks: Sequence[FaceTrack], speech: Sequence[SpeechRegion | Spe
                 energy: Optional[EnergyTrack], cfg: Config, track_id: Optional[int] = None) -> TrackChoice:
     """The face of ``tracks`` that is the person heard in ``speech`` (or seen, without speech); see the module
     docstring. ``track_id`` asks for one track (the caller checks that it exists)."""
-    from .identify import raw_threshold   # the face encoder's calibrated same-person similarity
+    from ..identity.scoring import raw_threshold  # the face encoder's calibrated same-person similarity
 
     opts = cfg.talking_face
     usable = [t for t in tracks if t.embedding is not None and t.detections]

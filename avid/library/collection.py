@@ -37,17 +37,16 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
-from .children import end_with_parent, raise_if_interrupted
-from .config import Config, load_config
-from .errors import AvidError, DiskFullError, MediaError, NoContentError, StoreError
-from .gallery import Gallery, check_health, companion, existing_store, from_blob, remove_store
-from .index import FaissIndex, Index, build_index
-from .ingest import Models, process_file
-from .inputs import expand_inputs
-from .media import content_hash
-from .private import private_output, write_private_text
-from .types import FaceTrack, IngestResult, JsonResult, Person
-from .vectors import unit_mean
+from ..children import end_with_parent, raise_if_interrupted
+from ..config import Config
+from ..errors import AvidError, DiskFullError, MediaError, NoContentError, StoreError
+from ..identity.store import Gallery, check_health, existing_store, remove_store
+from ..io.inputs import expand_inputs
+from ..io.media import content_hash
+from ..pipeline.ingest import process_file
+from ..pipeline.models import Models
+from ..types import FaceTrack, IngestResult, JsonResult
+from ..vectors import unit_mean
 
 log = logging.getLogger("avid")
 
@@ -142,37 +141,6 @@ class Summary(JsonResult):
             ["learned from the library: " + ", ".join(f"{n} observations of {name}"
                                                         for name, n in sorted(self.learned.items()))]
             if self.learned else [])
-
-
-@dataclass
-class Hit(JsonResult):
-    """Where the searched person appears (face) or speaks (voice) in one file."""
-
-    file: str
-    modality: str
-    score: float                                     # best cosine similarity in this file
-    ranges: list[tuple[float, float]]                # time ranges (seconds) of the matching observations
-    content_hash: Optional[str] = None
-    person: Optional[str] = None                     # the name, when these observations are already named
-
-    def to_dict(self) -> dict:
-        return {"file": self.file, "modality": self.modality, "score": round(self.score, 4),
-                "ranges": [[round(a, 2), round(b, 2)] for a, b in self.ranges], "person": self.person}
-
-
-@dataclass
-class UnknownCluster(JsonResult):
-    """A group of unnamed observations that look (face) or sound (voice) like one person."""
-
-    id: int
-    n_face: int
-    n_voice: int
-    files: list[str]
-    thumbnail: Optional[str] = None
-
-    def to_dict(self) -> dict:
-        return {"cluster": self.id, "faces": self.n_face, "voices": self.n_voice, "files": self.files,
-                "thumbnail": self.thumbnail}
 
 
 # ================================================================================================ store helpers
@@ -323,7 +291,7 @@ def observation_records(result: IngestResult, cfg: Config) -> list[ObservationRe
     tracks = [t for t in result.face_tracks if t.embedding is not None and t.detections]
     segments = _speaker_segments(result, cfg)
     if result.words:
-        from .transcribe import attach_words
+        from ..text.transcribe import attach_words
 
         attach_words(result.words, segments, float(cfg.transcribe.word_gap_seconds))
     said: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
@@ -352,8 +320,8 @@ def _speaker_segments(result: IngestResult, cfg: Config) -> list[_Segment]:
     """The voice observations of a file: its speech cut where the speaker changes (diarization turns), each
     embedded from its speaker's local-speaker windows overlapping it, so that one observation is one person.
     Speech regions as they are where there is no diarization (too little speech to tell speakers apart)."""
-    from .voice.diarize import diarize
-    from .voice.speech import WindowIndex
+    from ..voice.diarize import diarize
+    from ..voice.speech import WindowIndex
 
     min_seconds = float(cfg.voice.embed.min_region_seconds)
     turns, voices = [], {}
@@ -382,7 +350,7 @@ def _speaking_face(region, tracks: list[FaceTrack], result: IngestResult, cfg: C
     """The face track that says ``region``: of the tracks on screen for ``library.pair_min_overlap`` of it, the
     one seen talking (talking_face.choose_face), or the only one unless its mouth is seen still; else None (a
     wrong pair would teach the library someone else's voice)."""
-    from .talking_face import choose_face
+    from ..pipeline.talking_face import choose_face
 
     duration = max(region.end - region.start, 1e-6)
     share = float(cfg.library.pair_min_overlap)
@@ -599,7 +567,7 @@ def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: C
                     _write_all(gallery, outcomes, summary, bar)
                 _settle_duplicates(summary, digests)
                 if summary.processed and gallery.people():
-                    from .learning import learn_from_library
+                    from ..identity.learning import learn_from_library
 
                     summary.learned = learn_from_library(gallery, cfg).learned
             finally:
@@ -712,439 +680,3 @@ def compare_contents(a: dict, b: dict, atol: float = 1e-4) -> list[str]:
         if x[:5] != y[:5] or x[6:] != y[6:] or not same_embedding:
             problems.append(f"observation differs: {x[0][:12]} {x[1]} track {x[2]} {x[3]}-{x[4]}")
     return problems
-
-
-# ================================================================================================ search
-
-
-@dataclass
-class _LibraryObservations:
-    """The library's observations of one modality, as a matrix with their file, times and names."""
-
-    ids: np.ndarray
-    vectors: np.ndarray
-    sources: list[str]
-    hashes: list[str]
-    spans: np.ndarray             # (n, 2) start, end
-    names: list[Optional[str]]
-
-
-def _library_observations(conn: sqlite3.Connection, modality: str, unnamed_only: bool = False
-                          ) -> _LibraryObservations:
-    sql = ("SELECT o.id, o.embedding, o.dim, f.path, o.content_hash, o.start, o.end, p.name FROM observations o "
-           "JOIN files f ON f.content_hash = o.content_hash AND f.status = 'done' "
-           "LEFT JOIN people p ON p.id = o.person_id WHERE o.modality = ?")
-    if unnamed_only:
-        sql += " AND o.person_id IS NULL"
-    rows = conn.execute(sql + " ORDER BY o.id", (modality,)).fetchall()
-    if not rows:
-        return _LibraryObservations(np.zeros(0, np.int64), np.zeros((0, 0), np.float32), [], [],
-                                    np.zeros((0, 2)), [])
-    return _LibraryObservations(
-        ids=np.array([r[0] for r in rows], dtype=np.int64),
-        vectors=np.stack([from_blob(r[1], r[2]) for r in rows]),
-        sources=[r[3] for r in rows], hashes=[r[4] for r in rows],
-        spans=np.array([(r[5] or 0.0, r[6] or 0.0) for r in rows], dtype=np.float64),
-        names=[r[7] for r in rows])
-
-
-def query_vectors(cfg: Config, image: Optional[str] = None, audio: Optional[str] = None,
-                  video: Optional[str] = None, person: Optional[str] = None, db_path: Optional[Path] = None,
-                  models: Optional[Models] = None, track: Optional[int] = None) -> dict[str, np.ndarray]:
-    """The face and voice vectors to search with, per modality (rows of a matrix).
-
-    A file gives what ``avid query`` would take from it (``identify.evidence_from``): a photo its largest face,
-    audio its speech, a video the face that is its person (``track``, or the one seen talking, or the one that
-    dominates) and the speech heard with it. A person
-    gives every face and voice embedding stored under their name.
-    """
-    from .identify import evidence_from   # here: it imports torch, which `avid process --db`'s parent never needs
-
-    found: dict[str, list[np.ndarray]] = defaultdict(list)
-    for kind, path in (("image", image), ("audio", audio), ("video", video)):
-        if path is None:
-            continue
-        evidence = evidence_from(path, cfg, models or _models_for(cfg), track=track if kind == "video" else None,
-                                 given_as=kind)
-        for modality in ("face", "voice"):
-            if getattr(evidence, modality) is not None:
-                found[modality].append(getattr(evidence, modality))
-    if person is not None:
-        with contextlib.closing(Gallery(db_path)) as gallery:
-            for obs in gallery.observations(person=person):
-                found[obs.modality].append(obs.embedding)
-    return {m: np.stack(v).astype(np.float32) for m, v in found.items()}
-
-
-def search(db: str | Path, image: Optional[str] = None, audio: Optional[str] = None, video: Optional[str] = None,
-           person: Optional[str] = None, top_k: Optional[int] = None, cfg: Optional[Config] = None,
-           models: Optional[Models] = None, track: Optional[int] = None) -> list[Hit]:
-    """Where the queried person appears or speaks in the library: one hit per file and modality, best first.
-
-    Every library observation whose cosine similarity to a query vector passes ``library.search.min_face_score``
-    (faces) or ``min_voice_score`` (voices) counts; a hit's score is the best one in its file, its ranges the
-    matching observations' time ranges.
-    """
-    if sum(x is not None for x in (image, audio, video, person)) != 1:
-        raise AvidError("search needs exactly one of --image, --audio, --video, --person")
-    db = existing_store(Path(db).expanduser())
-    cfg = cfg or load_config()
-    scfg = cfg.library.search
-    top_k = top_k or scfg.top_k
-    queries = query_vectors(cfg, image, audio, video, person, db, models or _models_for(cfg), track)
-    if not queries:
-        what = image or audio or video or f"person {person!r}"
-        raise NoContentError("no face and no speech to search with", what) if person is None else \
-            StoreError(f"{what} has no face or voice observations to search with")
-    min_score = {"face": scfg.min_face_score, "voice": scfg.min_voice_score}
-    hits: list[Hit] = []
-    with _read_connection(db) as conn:
-        for modality, vectors in queries.items():
-            index = library_index(db, conn, modality, cfg)
-            if index is None:
-                continue
-            if index.dim != vectors.shape[1]:
-                raise StoreError(f"the library's {modality} embeddings have {index.dim} values but the query's "
-                                 f"have {vectors.shape[1]} (another encoder backend?)", db)
-            scores, ids = index.search(vectors, min(scfg.per_query_candidates, len(index)))
-            best: dict[int, float] = {}
-            for row_scores, row_ids in zip(scores, ids):
-                for score, obs_id in zip(row_scores, row_ids):
-                    if obs_id >= 0 and score >= min_score[modality]:
-                        best[int(obs_id)] = max(best.get(int(obs_id), -1.0), float(score))
-            hits.extend(_group_by_file(conn, best, modality))
-    hits.sort(key=lambda h: -h.score)
-    return hits[:top_k]
-
-
-@dataclass
-class TextHit(JsonResult):
-    """Where a phrase was said: in which file, when, by whom (a name, an unknown cluster, or unknown)."""
-
-    file: str
-    start: float
-    end: float
-    speaker: str
-    snippet: str
-    rank: float                                      # FTS5 bm25 rank: lower is better
-
-    def to_dict(self) -> dict:
-        return {"file": self.file, "start": round(self.start, 2), "end": round(self.end, 2),
-                "speaker": self.speaker, "snippet": self.snippet}
-
-
-def _fts_phrase(text: str) -> str:
-    """The user's words as one FTS5 phrase (quotes doubled): searched as said, never as query syntax."""
-    words = text.split()
-    if not words:
-        raise AvidError("--text needs at least one word")
-    return '"' + " ".join(words).replace('"', '""') + '"'
-
-
-def _phrase_spans(words: list, phrase: str) -> list[tuple[float, float]]:
-    """The times of every occurrence of ``phrase`` (its words, case and punctuation ignored) in a segment's words
-    [start, end, text]; the whole segment's words when it is not found word for word (FTS5 tokenizes otherwise)."""
-    def clean(token: str) -> str:
-        return "".join(ch for ch in token.lower() if ch.isalnum() or ch == "'")
-
-    target = [clean(t) for t in phrase.split() if clean(t)]
-    tokens = [clean(w[2]) for w in words]
-    spans = [(words[i][0], words[i + len(target) - 1][1]) for i in range(len(tokens) - len(target) + 1)
-             if target and tokens[i:i + len(target)] == target]
-    return spans or [(words[0][0], words[-1][1])]
-
-
-def search_text(db: str | Path, text: str, person: Optional[str] = None, top_k: Optional[int] = None,
-                cfg: Optional[Config] = None) -> list[TextHit]:
-    """Where ``text`` was said in the library (files processed with ``--transcribe``), best first: every time it
-    was said, when and by whom (of up to ``top_k`` matching speaker turns); ``person`` keeps that person's only."""
-    db = existing_store(Path(db).expanduser())
-    cfg = cfg or load_config()
-    top_k = top_k or cfg.library.search.top_k
-    with _read_connection(db) as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        if "library_text" not in tables:
-            return []
-        sql = ("SELECT o.source, w.words, p.name, c.cluster_id, snippet(library_text, 0, '[', ']', '...', 12), "
-               "bm25(library_text) AS rank FROM library_text t JOIN observations o ON o.id = t.observation_id "
-               "JOIN library_words w ON w.observation_id = o.id LEFT JOIN people p ON p.id = o.person_id "
-               "LEFT JOIN library_clusters c ON c.observation_id = o.id WHERE library_text MATCH ?")
-        params: list = [_fts_phrase(text)]
-        if person is not None:
-            if conn.execute("SELECT 1 FROM people WHERE name = ?", (person,)).fetchone() is None:
-                raise StoreError(f"no person named {person!r} in the gallery (see `avid people list`)", db)
-            sql += " AND p.name = ?"
-            params.append(person)
-        rows = conn.execute(sql + " ORDER BY rank LIMIT ?", params + [int(top_k)]).fetchall()
-    hits = []
-    for source, words, name, cluster, snippet, rank in rows:
-        speaker = name or (f"unknown cluster {cluster}" if cluster is not None else "unknown")
-        hits += [TextHit(source, start, end, speaker, snippet, float(rank))
-                 for start, end in _phrase_spans(json.loads(words), text)]
-    return hits
-
-
-_LIBRARY_ROWS = ("FROM observations o JOIN files f ON f.content_hash = o.content_hash AND f.status = 'done' "
-                 "WHERE o.modality = ?")
-
-
-def library_index(db: Path, conn: sqlite3.Connection, modality: str, cfg: Config) -> Optional[Index]:
-    """A nearest-neighbour index over the library's observations of one modality; its ids are observation ids.
-
-    Small libraries are searched exactly. A large library's FAISS index is kept in ``<db>-index/`` (private) and
-    rebuilt only when the set of observations changes, so a search does not rebuild it.
-    """
-    count, max_id, id_total = conn.execute(f"SELECT count(*), max(o.id), total(o.id) {_LIBRARY_ROWS}",
-                                           (modality,)).fetchone()
-    if not count:
-        return None
-    if count < cfg.index.faiss_min_size:
-        return build_index(*_library_vectors(conn, modality), cfg=cfg, exact=True)
-    folder = companion(db, "index")
-    path, key_path = folder / f"{modality}.faiss", folder / f"{modality}.key"
-    key = json.dumps({"count": count, "max_id": max_id, "id_total": id_total, "index": cfg.index.to_dict()},
-                     sort_keys=True)
-    if path.exists() and key_path.exists() and key_path.read_text() == key:
-        return FaissIndex.load(path, cfg.index)
-    index = build_index(*_library_vectors(conn, modality), cfg=cfg, exact=False)
-    folder.mkdir(mode=0o700, exist_ok=True)
-    index.save(path)
-    write_private_text(key_path, key)
-    return index
-
-
-def _library_vectors(conn: sqlite3.Connection, modality: str) -> tuple[np.ndarray, np.ndarray]:
-    """(vectors, observation ids) of the library's observations of one modality."""
-    rows = conn.execute(f"SELECT o.id, o.embedding, o.dim {_LIBRARY_ROWS} ORDER BY o.id", (modality,)).fetchall()
-    return (np.stack([from_blob(r[1], r[2]) for r in rows]), np.array([r[0] for r in rows], dtype=np.int64))
-
-
-def _group_by_file(conn: sqlite3.Connection, best: dict[int, float], modality: str) -> list[Hit]:
-    """One hit per file from the matching observations ({observation id: score})."""
-    rows = []
-    ids = list(best)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        rows += conn.execute("SELECT o.id, f.path, o.content_hash, o.start, o.end, p.name FROM observations o "
-                             "JOIN files f ON f.content_hash = o.content_hash LEFT JOIN people p ON p.id = o.person_id "
-                             f"WHERE o.id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-    by_file: dict[str, list] = defaultdict(list)
-    for row in rows:
-        by_file[row[2]].append(row)
-    hits = []
-    for digest, group in by_file.items():
-        names = {r[5] for r in group} - {None}
-        hits.append(Hit(file=group[0][1], modality=modality, score=max(best[r[0]] for r in group),
-                        ranges=_merge_ranges([(r[3] or 0.0, r[4] or 0.0) for r in group]), content_hash=digest,
-                        person=", ".join(sorted(names)) or None))
-    return hits
-
-
-def _merge_ranges(ranges: list[tuple[float, float]], gap: float = 0.0) -> list[tuple[float, float]]:
-    merged: list[list[float]] = []
-    for start, end in sorted(ranges):
-        if merged and start <= merged[-1][1] + gap:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return [(float(a), float(b)) for a, b in merged]
-
-
-# ================================================================================================ unknown people
-
-
-def _cluster(vectors: np.ndarray, threshold: float) -> np.ndarray:
-    """Agglomerative clustering (average linkage, cosine): labels 0..n-1 of groups whose mean similarity
-    passes ``threshold``."""
-    if len(vectors) < 2:
-        return np.zeros(len(vectors), dtype=np.int64)
-    from sklearn.cluster import AgglomerativeClustering
-
-    model = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
-                                    distance_threshold=1.0 - threshold)
-    return model.fit_predict(vectors)
-
-
-def unknown_clusters(db: str | Path, cfg: Config) -> list[UnknownCluster]:
-    """Cluster the library's unnamed observations into people, largest first, and remember the clustering.
-
-    Faces and voices are clustered separately (thresholds in ``library.unknown``); a voice cluster joins the face
-    cluster it is heard with (speaker turns paired at ingest with the face seen saying them) when at least
-    ``min_cooccurrence`` of its speech that was heard with a face was heard with that face cluster. Face clusters get a thumbnail JPEG in
-    ``<db>-thumbnails/`` (private to the user; removed with any deleted person).
-    """
-    db = existing_store(Path(db).expanduser())
-    ucfg = cfg.library.unknown
-    with contextlib.closing(Gallery(db)) as gallery:
-        ensure_library_tables(gallery)
-        with _read_connection(db) as conn:
-            faces = _library_observations(conn, "face", unnamed_only=True)
-            voices = _library_observations(conn, "voice", unnamed_only=True)
-            pairs = dict(conn.execute("SELECT id, paired_with FROM observations WHERE modality = 'voice' AND "
-                                      "person_id IS NULL AND paired_with IS NOT NULL").fetchall())
-            boxes = {r[0]: r[1:] for r in conn.execute("SELECT * FROM library_faces")}
-        face_labels = _cluster(faces.vectors, ucfg.face_threshold)
-        voice_labels = _cluster(voices.vectors, ucfg.voice_threshold)
-        groups = _join_face_voice(faces, face_labels, voices, voice_labels, pairs, ucfg.min_cooccurrence)
-        groups = [g for g in groups if len(g[0]) + len(g[1]) >= ucfg.min_cluster_size]
-        groups.sort(key=lambda g: (-(len(g[0]) + len(g[1])), min(list(faces.ids[g[0]]) + list(voices.ids[g[1]]))))
-        with gallery.transaction() as tx:
-            tx.execute("DELETE FROM library_clusters")
-            tx.executemany("INSERT INTO library_clusters VALUES (?, ?)",
-                           [(int(obs), cid) for cid, (f, v) in enumerate(groups, 1)
-                            for obs in list(faces.ids[f]) + list(voices.ids[v])])
-    thumbs_dir = companion(db, "thumbnails")
-    clusters = []
-    for cid, (f_rows, v_rows) in enumerate(groups, 1):
-        files = sorted({faces.sources[r] for r in f_rows} | {voices.sources[r] for r in v_rows})
-        thumbnail = _thumbnail(faces, f_rows, boxes, thumbs_dir / f"cluster-{cid}.jpg", ucfg.thumbnail_size) \
-            if f_rows else None
-        clusters.append(UnknownCluster(id=cid, n_face=len(f_rows), n_voice=len(v_rows), files=files,
-                                       thumbnail=thumbnail))
-    return clusters
-
-
-def _join_face_voice(faces: _LibraryObservations, face_labels: np.ndarray, voices: _LibraryObservations,
-                     voice_labels: np.ndarray, pairs: dict[int, int], min_share: float
-                     ) -> list[tuple[list[int], list[int]]]:
-    """Groups of (face rows, voice rows): each face cluster, with the voice clusters mostly heard with it."""
-    face_row = {int(obs): row for row, obs in enumerate(faces.ids)}
-    face_groups: dict[int, list[int]] = defaultdict(list)
-    for row, label in enumerate(face_labels):
-        face_groups[int(label)].append(row)
-    voice_groups: dict[int, list[int]] = defaultdict(list)
-    for row, label in enumerate(voice_labels):
-        voice_groups[int(label)].append(row)
-    joined: dict[int, list[int]] = defaultdict(list)     # face label -> voice rows
-    alone: list[list[int]] = []
-    for rows in voice_groups.values():
-        seconds: dict[int, float] = defaultdict(float)   # face label -> seconds of this voice heard with it
-        for r in rows:
-            face_obs = pairs.get(int(voices.ids[r]))
-            if face_obs in face_row:
-                seconds[int(face_labels[face_row[face_obs]])] += max(voices.spans[r, 1] - voices.spans[r, 0], 1e-3)
-        label, heard = max(seconds.items(), key=lambda kv: kv[1], default=(None, 0.0))
-        if label is not None and heard / sum(seconds.values()) >= min_share:
-            joined[label].extend(rows)
-        else:
-            alone.append(rows)
-    return [(rows, joined.get(label, [])) for label, rows in face_groups.items()] + [([], rows) for rows in alone]
-
-
-def _thumbnail(faces: _LibraryObservations, rows: list[int], boxes: dict, path: Path, size: int) -> Optional[str]:
-    """A JPEG of the cluster's most typical face (closest to its mean), cut from its source; None if unreadable."""
-    vectors = faces.vectors[rows]
-    centre = vectors.mean(axis=0)
-    order = np.argsort(-(vectors @ centre))
-    for i in order[:3]:                  # the source may have moved: try the next most typical face
-        row = rows[int(i)]
-        box = boxes.get(int(faces.ids[row]))
-        if box is None:
-            continue
-        try:
-            image = _frame_at(faces.sources[row], box[0])
-        except (AvidError, OSError):
-            continue
-        if image is not None:
-            return str(_write_crop(image, box[1:], path, size))
-    return None
-
-
-def _frame_at(path: str, seconds: float) -> Optional[np.ndarray]:
-    """The RGB frame of ``path`` at ``seconds``, full size (an image is its own frame); seeks, no full decode."""
-    from . import media
-
-    if media.media_kind(path) == "image":
-        return media.load_image(path)
-    import av
-
-    try:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            container.seek(int(max(0.0, seconds - 1.0) / stream.time_base), stream=stream, backward=True)
-            for frame in container.decode(stream):
-                if frame.time is not None and frame.time >= seconds - 0.02:
-                    return frame.to_ndarray(format="rgb24")
-    except (av.error.FFmpegError, IndexError):
-        return None
-    return None
-
-
-def _write_crop(image: np.ndarray, box, path: Path, size: int) -> Path:
-    from PIL import Image
-
-    x1, y1, x2, y2 = box
-    pad = 0.25 * max(x2 - x1, y2 - y1)
-    h, w = image.shape[:2]
-    crop = image[max(0, int(y1 - pad)):min(h, int(y2 + pad)), max(0, int(x1 - pad)):min(w, int(x2 + pad))]
-    picture = Image.fromarray(crop)
-    picture.thumbnail((size, size))
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    with private_output(path) as tmp:
-        picture.save(tmp, format="JPEG", quality=90)
-    return path
-
-
-def name_cluster(db: str | Path, cluster_id: int, name: str, cfg: Optional[Config] = None) -> tuple[Person, int]:
-    """Give every observation of an unknown cluster (as last listed by ``unknown_clusters``) to the person
-    ``name``, created if new, in one transaction, and learn what is heard or seen with them
-    (``learning.learn_from_library``). Returns the person and how many observations were named."""
-    from .identify import refresh_z_prototypes
-    from .learning import learn_from_library
-
-    db = existing_store(Path(db).expanduser())
-    with contextlib.closing(Gallery(db)) as gallery:
-        ensure_library_tables(gallery)
-        with gallery.transaction() as tx:
-            ids = [r[0] for r in tx.execute("SELECT c.observation_id FROM library_clusters c JOIN observations o "
-                                            "ON o.id = c.observation_id WHERE c.cluster_id = ? AND "
-                                            "o.person_id IS NULL", (int(cluster_id),))]
-            if not ids:
-                raise StoreError(f"no unknown cluster {cluster_id} (run `avid people unknown` to list them)", db)
-            person = gallery.find_person(name) or gallery.add_person(name)
-            count = gallery.assign(ids, person.id)
-            tx.execute("DELETE FROM library_clusters WHERE cluster_id = ?", (int(cluster_id),))
-            refresh_z_prototypes(gallery, [person.id])    # when a shared model is trained, its z prototype too
-            learn_from_library(gallery, cfg or load_config())
-        return gallery.person(person.name), count
-
-
-def _cluster_members(tx: sqlite3.Connection, db: Path, cluster_id: int) -> list[int]:
-    """The unnamed observations of an unknown cluster as last listed; StoreError when there are none."""
-    ids = [r[0] for r in tx.execute("SELECT c.observation_id FROM library_clusters c JOIN observations o ON o.id = "
-                                    "c.observation_id WHERE c.cluster_id = ? AND o.person_id IS NULL",
-                                    (int(cluster_id),))]
-    if not ids:
-        raise StoreError(f"no unknown cluster {cluster_id} (run `avid people unknown` to list them)", db)
-    return ids
-
-
-def merge_clusters(db: str | Path, src: int, dst: int) -> int:
-    """Join unknown cluster ``src`` into ``dst`` (as last listed by ``unknown_clusters``): the user says they are one
-    person, so that naming ``dst`` names both. A new clustering starts from the embeddings again (and may part them).
-    Returns how many observations moved."""
-    db = existing_store(Path(db).expanduser())
-    if int(src) == int(dst):
-        raise StoreError("cannot merge a cluster into itself", db)
-    with contextlib.closing(Gallery(db)) as gallery:
-        ensure_library_tables(gallery)
-        with gallery.transaction() as tx:
-            _cluster_members(tx, db, dst)
-            moved = _cluster_members(tx, db, src)
-            tx.execute("UPDATE library_clusters SET cluster_id = ? WHERE cluster_id = ?", (int(dst), int(src)))
-    companion(db, "thumbnails").joinpath(f"cluster-{int(src)}.jpg").unlink(missing_ok=True)
-    return len(moved)
-
-
-def dismiss_cluster(db: str | Path, cluster_id: int) -> int:
-    """"Not a person": delete the unnamed observations of an unknown cluster (a face on a poster, music taken for a
-    voice), with their boxes and words, so that they are neither listed nor found again. Returns how many."""
-    db = existing_store(Path(db).expanduser())
-    with contextlib.closing(Gallery(db)) as gallery:
-        ensure_library_tables(gallery)
-        with gallery.transaction() as tx:
-            ids = _cluster_members(tx, db, cluster_id)
-            tx.executemany("DELETE FROM observations WHERE id = ? AND person_id IS NULL", [(i,) for i in ids])
-    companion(db, "thumbnails").joinpath(f"cluster-{int(cluster_id)}.jpg").unlink(missing_ok=True)
-    return len(ids)

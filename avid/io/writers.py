@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,11 +16,10 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .config import Config, load_config
-from .errors import AvidError, MediaError
-from .private import private_output, write_private_text
-from .transcribe import turn_texts
-from .types import FaceTrack, LabelResult, SpeechTurn, Word
+from ..config import Config, load_config
+from ..errors import AvidError, MediaError
+from ..private import private_output, write_private_text
+from ..types import FaceTrack, LabelResult, SpeechTurn, Word
 
 JSON_SCHEMA = "avid.label"
 JSON_SCHEMA_VERSION = 1
@@ -95,14 +95,18 @@ def write_json(result: LabelResult, path: str | Path, cfg: Config | None = None)
 
 
 # --------------------------------------------------------------------------------------------------- RTTM
-def write_rttm(result: LabelResult, path: str | Path, uri: str | None = None) -> Path:
-    """Standard 10-field RTTM SPEAKER lines, as pyannote.core writes them, with the person's name as the speaker id
-    (fields are space-separated, so spaces become '_'). Written here rather than through pyannote, whose import
-    costs a second of every `avid label`."""
-    uri = _no_spaces(uri or Path(result.media.path).stem) or "<NA>"
+def write_rttm(turns: LabelResult | Iterable[SpeechTurn], path: str | Path, uri: str | None = None,
+               use_names: bool = True) -> Path:
+    """Standard 10-field RTTM SPEAKER lines, as pyannote.core writes them: a labelled recording's turns (its file
+    name the file id unless ``uri``), or any speaker turns. The speaker id is the person's name where
+    ``use_names`` and one is set, else the speaker label; fields are space-separated, so spaces become '_'.
+    Written here rather than through pyannote, whose import costs a second of every `avid label`."""
+    if isinstance(turns, LabelResult):
+        uri, turns = uri or Path(turns.media.path).stem, turns.turns
+    uri = _no_spaces(uri or "audio") or "<NA>"
     lines = [f"SPEAKER {uri} 1 {turn.start:.3f} {turn.end - turn.start:.3f} <NA> <NA> "
-             f"{_no_spaces(turn.name or turn.speaker)} <NA> <NA>\n"
-             for turn in sorted(result.turns, key=lambda t: (t.start, t.end)) if turn.end > turn.start]
+             f"{_no_spaces(turn.name if use_names and turn.name else turn.speaker)} <NA> <NA>\n"
+             for turn in sorted(turns, key=lambda t: (t.start, t.end)) if turn.end > turn.start]
     path = Path(path)
     write_private_text(path, "".join(lines))
     return path
@@ -110,6 +114,30 @@ def write_rttm(result: LabelResult, path: str | Path, uri: str | None = None) ->
 
 def _no_spaces(text) -> str:
     return "_".join(str(text).split())
+
+
+def to_annotation(turns: Iterable[SpeechTurn], uri: str = "audio", use_names: bool = False):
+    """Speaker turns as a pyannote.core Annotation, labelled by speaker (or by name where ``use_names`` and set)."""
+    from pyannote.core import Annotation, Segment
+
+    annotation = Annotation(uri=uri)
+    for turn in turns:
+        if turn.end <= turn.start:
+            continue
+        segment = Segment(turn.start, turn.end)
+        annotation[segment, annotation.new_track(segment)] = turn.name if use_names and turn.name else turn.speaker
+    return annotation
+
+
+def turn_texts(words: list[Word], turns) -> list[str]:
+    """For each turn, the words attributed to its speaker whose middle falls inside it, as one string."""
+    words = sorted(words, key=lambda w: w.start)
+    middles = [(w.start + w.end) / 2 for w in words]
+    texts = []
+    for turn in turns:
+        lo, hi = bisect_left(middles, turn.start - 1e-6), bisect_right(middles, turn.end + 1e-6)
+        texts.append("".join(w.text for w in words[lo:hi] if w.speaker == turn.speaker).strip())
+    return texts
 
 
 # --------------------------------------------------------------------------------------------------- subtitles

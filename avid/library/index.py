@@ -13,8 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .config import Config, load_config
-from .private import private_output
+from ..config import Config, load_config
+from ..private import private_output
 
 _BLOCK = 65536   # rows handled at a time when normalising or scanning, so temporary memory stays small
 
@@ -81,7 +81,7 @@ class FaissIndex:
     """An approximate FAISS index (inner product on normalised vectors) that maps its answers back to our ids."""
 
     def __init__(self, dim: int, n_expected: int, cfg: Config):
-        import faiss   # imported here: exact search must work without loading FAISS
+        import faiss  # imported here: exact search must work without loading FAISS
 
         self._faiss = faiss
         self.dim, self.cfg = dim, cfg

@@ -14,8 +14,8 @@ import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import MediaError
-from .types import Frame, MediaInfo
+from ..errors import MediaError
+from ..types import Frame, MediaInfo
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac"}
@@ -223,7 +223,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000, start: float | None =
 
 @lru_cache(maxsize=1)
 def _packaged_max_pixels() -> int:
-    from .config import load_config
+    from ..config import load_config
 
     return int(load_config().media.max_image_pixels)
 

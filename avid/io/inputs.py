@@ -4,7 +4,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from .errors import MediaError
+from ..errors import MediaError
 from .media import SUPPORTED_EXTENSIONS
 
 
