@@ -46,7 +46,7 @@ class Pipeline:
 
     @property
     def models(self):
-        """The encoders (avid.ingest.Models), each loaded on first use."""
+        """The encoders (avid.pipeline.models.Models), each loaded on first use."""
         if self._models is None:
             from .pipeline.models import Models
 

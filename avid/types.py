@@ -159,7 +159,7 @@ class SpeechTurn:
     track_id: Optional[int] = None   # the face track that is speaking, if any is visible
     name: Optional[str] = None       # the identified person, or "unknown-N"
     score: Optional[float] = None
-    lip_sync: Optional[float] = None  # how much in time with the sound the face's mouth moved (avid.active_speaker)
+    lip_sync: Optional[float] = None  # how much in time with the sound the face's mouth moved (avid.pipeline.active_speaker)
 
 
 class JsonResult:
@@ -221,7 +221,7 @@ class IngestResult(JsonResult):
     voice_windows: list[VoiceWindow] = field(default_factory=list)
     energy: Optional["EnergyTrack"] = None   # audio level over time, for active-speaker cues (kept in memory only)
     segmentation: Optional[object] = None     # avid.voice.speech.LocalSpeakers, for diarization (in memory only)
-    words: list[Word] = field(default_factory=list)   # the transcript, when asked for (avid/transcribe.py)
+    words: list[Word] = field(default_factory=list)   # the transcript, when asked for (avid/text/transcribe.py)
     face_backend: str = ""
     face_dim: int = 0
     voice_backend: str = ""

@@ -111,7 +111,7 @@ def make_video(path: Path, seconds: float, size=(1280, 720), fps: int = 25) -> P
 
 
 def decode_seconds(path: Path) -> tuple[float, float]:
-    """(wall, CPU) seconds to decode every video frame with PyAV (threaded as avid.media does), converting nothing."""
+    """(wall, CPU) seconds to decode every video frame with PyAV (threaded as avid.io.media does), converting nothing."""
     started, cpu_started = time.perf_counter(), _cpu_seconds(resource.RUSAGE_SELF)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]

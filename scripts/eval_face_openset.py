@@ -3,8 +3,8 @@
 
 For each seed, some of the 9 named identities are enrolled with ONE random photo each in a temporary gallery; the
 genuine queries are their other photos; the strangers are all photos of the identities not enrolled and of
-faces/_unknown. Photos are embedded by ``avid.identify.evidence_from`` (what ``avid query --image`` does) and scored
-by ``avid.identify.score_people`` (raw embeddings, no shared model), so the figures are what a user gets:
+faces/_unknown. Photos are embedded by ``avid.pipeline.identify.evidence_from`` (what ``avid query --image`` does) and scored
+by ``avid.identity.scoring.score_people`` (raw embeddings, no shared model), so the figures are what a user gets:
 
 - genuine accepted: the best-ranked person is right and passes ``identify.threshold``;
 - strangers accepted: anyone passes;

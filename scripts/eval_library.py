@@ -55,7 +55,7 @@ def run_clean(db: Path, cfg, workers: int, engine: str = "local") -> float:
 
 def killed_then_rerun(db: Path, cfg, workers: int, total: int) -> None:
     """Start a run in a child process, SIGKILL it (and its workers) halfway, then finish in this process."""
-    code = ("import sys; from avid.config import load_config; from avid.library import process_collection; "
+    code = ("import sys; from avid.config import load_config; from avid.library.collection import process_collection; "
             "process_collection([sys.argv[1]], sys.argv[2], load_config(), workers=int(sys.argv[3]), quiet=True)")
     child = subprocess.Popen([sys.executable, "-c", code, str(DATA), str(db), str(workers)],
                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -122,7 +122,7 @@ def main() -> int:
     encoder = get_voice_encoder(cfg)
 
     started = time.perf_counter()
-    # A clip's voice as `avid enroll --audio` and `avid query --audio` take it (avid.identify.evidence_from).
+    # A clip's voice as `avid enroll --audio` and `avid query --audio` take it (avid.pipeline.identify.evidence_from).
     enrolled, queries = halves(files, encoder.embed_utterance)
     best = (queries @ enrolled.T).argmax(axis=1)
     wrong = [f"{files[i].name} -> {files[j].name}" for i, j in enumerate(best) if i != j]

@@ -1,4 +1,4 @@
-"""Audio-visual diarization: the per-frame lip signal, and the turns and links it decides (avid.active_speaker)."""
+"""Audio-visual diarization: the per-frame lip signal, and the turns and links it decides (avid.pipeline.active_speaker)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""dlib's face descriptors in a second process (avid.descriptors): the same tracks and embeddings as in-process,
+"""dlib's face descriptors in a second process (avid.faces.descriptors): the same tracks and embeddings as in-process,
 and a child that ends with its parent."""
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_the_child_ends_when_its_parent_is_killed(tmp_path):
     """The parent starts the descriptor process and is SIGKILLed: the child does not live on holding its model."""
     script = textwrap.dedent("""
         import os, sys, time
-        from avid.descriptors import BackgroundDescriptors
+        from avid.faces.descriptors import BackgroundDescriptors
         from avid.faces.embed import DLIB_DESCRIPTOR_FILE, dlib_model_path
 
         background = BackgroundDescriptors(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)), 0)

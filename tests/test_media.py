@@ -1,4 +1,4 @@
-"""Tests of avid.media: probing, frame sampling, audio demuxing, images, audio formats and bad inputs.
+"""Tests of avid.io.media: probing, frame sampling, audio demuxing, images, audio formats and bad inputs.
 
 The media are generated per session by tests/conftest.py (avid.synthetic): small H.264 + AAC videos of the
 astronaut speaking, a WAV of Grace Hopper's lines, and a set of broken files.
@@ -109,7 +109,7 @@ def test_iter_frames_are_rgb(talking_video):
 
 def test_abandoning_iter_frames_does_not_hang(talking_video):
     """Taking the first frame and dropping the generator, many times, in a child process that must finish."""
-    code = ("import sys\nfrom avid import media\nfor _ in range(300):\n"
+    code = ("import sys\nfrom avid.io import media\nfor _ in range(300):\n"
             "    next(media.iter_frames(sys.argv[1], 5.0))\nprint('ok')")
     try:
         run = subprocess.run([sys.executable, "-c", code, str(talking_video)], capture_output=True, text=True,
@@ -295,7 +295,7 @@ def test_huge_photo_is_decoded_reduced_in_bounded_memory(synthetic, tmp_path):
     """12000 x 12000 (432 MB as RGB) took 3.4 GB: it is decoded once, reduced to what detection uses."""
     path = synthetic.write_large_png(tmp_path / "huge.png", 12000, 12000)
     # VmHWM: this process's own peak (ru_maxrss would count the forked copy of a large pytest process)
-    code = ("import re, sys; from avid import media; p = sys.argv[1]; info = media.probe(p); "
+    code = ("import re, sys; from avid.io import media; p = sys.argv[1]; info = media.probe(p); "
             "image = media.load_image(p, max_side=1280); "
             "peak = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
             "print(info.width, info.height, *image.shape[:2], peak)")

@@ -199,7 +199,7 @@ def test_a_missing_or_wrong_token_and_a_dead_address_are_one_clear_line(cluster,
 
 
 def test_a_node_with_another_avid_stops_the_run_naming_it(cluster, collection, tmp_path):
-    """A node whose workers import an older avid (one without avid.ray_engine), as a node set up before an
+    """A node whose workers import an older avid (one without avid.library.ray_engine), as a node set up before an
     upgrade would: the run stops at once, naming the node, before anything is stored from it."""
     made, _, token = cluster
     stale = tmp_path / "stale" / "avid"
@@ -220,7 +220,7 @@ def test_a_node_with_another_avid_stops_the_run_naming_it(cluster, collection, t
     finally:
         made.remove_node(node, allow_graceful=False)
     assert proc.returncode == 1, stderr
-    # Which check speaks first (the import of avid.ray_engine, or the version and source the actor reports)
+    # Which check speaks first (the import of avid.library.ray_engine, or the version and source the actor reports)
     # depends on how the stale package and the driver's path meet on the node; either names the node.
     last = stderr.splitlines()[-1]
     assert f"Ray node {node.node_ip_address} runs another avid" in last and "than this driver" in last, stderr

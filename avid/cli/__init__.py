@@ -101,7 +101,7 @@ def _main(argv: list[str] | None) -> int:
     except AvidError as err:
         print(f"avid: error: {err}", file=sys.stderr)
         return err.exit_code
-    except sqlite3.Error as exc:      # a store problem met outside avid.gallery's own checks
+    except sqlite3.Error as exc:      # a store problem met outside avid.identity.store's own checks
         err = store_error(exc, gallery_path(getattr(args, "db", None)))
         print(f"avid: error: {err}", file=sys.stderr)
         return err.exit_code

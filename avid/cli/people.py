@@ -55,7 +55,7 @@ def register(subparsers) -> None:
                                 description="Links the library's face-voice pairs to enrolled people: the voice "
                                             "heard with a face confidently theirs becomes a learned observation "
                                             "of theirs, and the face seen with their voice (docs in "
-                                            "avid/learning.py). Runs by itself after `process --db`, `enroll` and "
+                                            "avid/identity/learning.py). Runs by itself after `process --db`, `enroll` and "
                                             "`people name`.")
     learn.set_defaults(func=run_learn)
 

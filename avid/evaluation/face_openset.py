@@ -2,7 +2,7 @@
 
 A split enrols some identities with ONE photo each in a temporary gallery; the genuine queries are those people's
 other photos and the strangers are every photo of the people not enrolled (and of ``_unknown``). Queries are scored
-by ``avid.identify.score_people``, the code behind ``avid query``, so the figures are what a user gets: a genuine
+by ``avid.identity.scoring.score_people``, the code behind ``avid query``, so the figures are what a user gets: a genuine
 query counts as accepted when its best-ranked person is right and passes ``identify.threshold``; a stranger is
 accepted when anyone does.
 """

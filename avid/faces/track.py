@@ -84,7 +84,7 @@ class FaceTracker:
         self.cut_similarity = float(settings.cut_similarity)
         self.with_mouth = bool(cfg.faces.landmarks.mouth)
         self.encoder = encoder
-        self.background = background    # when given, embeds the chips in another process (avid.descriptors)
+        self.background = background    # when given, embeds the chips in another process (avid.faces.descriptors)
         self._open: list[_OpenTrack] = []
         self._closed: list[_ClosedTrack] = []
         self._ids = itertools.count()

@@ -95,7 +95,7 @@ CREATE TABLE model (
 # Migrations from version N to N+1, applied in order inside one transaction when an older database is opened (and
 # after the version 1 schema when a new one is created).
 _MIGRATIONS: dict[int, str] = {
-    # 2: observations learned from the library (avid/learning.py) say how (JSON provenance); a person's rejected
+    # 2: observations learned from the library (avid/identity/learning.py) say how (JSON provenance); a person's rejected
     # ones are remembered so that they are never learned again.
     1: """
 ALTER TABLE observations ADD COLUMN learned TEXT;
@@ -124,7 +124,7 @@ class Observation:
     track_id: Optional[int] = None
     paired_with: Optional[int] = None
     person: Optional[str] = None      # the person's name, when named
-    learned: Optional[dict] = None    # how it was learned from the library (avid/learning.py); None: enrolled/named
+    learned: Optional[dict] = None    # how it was learned from the library (avid/identity/learning.py); None: enrolled/named
 
 
 MAX_NAME_LENGTH = 200
@@ -417,7 +417,7 @@ class Gallery:
 
     def merge(self, src: str, dst: str) -> Person:
         """Move all of ``src``'s observations to ``dst`` and remove ``src``. The z prototypes of ``dst`` are dropped
-        (stale) for the caller (avid.identify.refresh_z_prototypes) or the next training to recompute."""
+        (stale) for the caller (avid.identity.training.refresh_z_prototypes) or the next training to recompute."""
         if src == dst:
             raise StoreError("cannot merge a person into themselves")
         with self.transaction() as db:
@@ -540,7 +540,7 @@ class Gallery:
     # ------------------------------------------------------------------------------------------ prototypes
     def assign(self, observation_ids: Sequence[int], person: int | str) -> int:
         """Give observations (e.g. a cluster of unnamed ones) to a person; returns how many changed. The person's raw
-        prototypes are updated; their z prototype is left for avid.identify.refresh_z_prototypes or training."""
+        prototypes are updated; their z prototype is left for avid.identity.training.refresh_z_prototypes or training."""
         with self.transaction() as db:
             person_id = self._person_id(person)
             changed = db.executemany("UPDATE observations SET person_id = ? WHERE id = ?",
@@ -640,7 +640,7 @@ class Gallery:
         """People ranked by cosine similarity of ``vector`` to their prototype in ``space`` (best first).
 
         Scores here are raw cosine similarities, accepted unconditionally; open-set decisions (thresholds,
-        calibration) are made by avid.identify.
+        calibration) are made by avid.pipeline.identify.
         """
         people, matrix = self.prototypes(space)
         if not people:

@@ -96,13 +96,15 @@ def write_json(result: LabelResult, path: str | Path, cfg: Config | None = None)
 
 # --------------------------------------------------------------------------------------------------- RTTM
 def write_rttm(turns: LabelResult | Iterable[SpeechTurn], path: str | Path, uri: str | None = None,
-               use_names: bool = True) -> Path:
+               use_names: bool | None = None) -> Path:
     """Standard 10-field RTTM SPEAKER lines, as pyannote.core writes them: a labelled recording's turns (its file
     name the file id unless ``uri``), or any speaker turns. The speaker id is the person's name where
-    ``use_names`` and one is set, else the speaker label; fields are space-separated, so spaces become '_'.
-    Written here rather than through pyannote, whose import costs a second of every `avid label`."""
+    ``use_names`` (by default: for a labelled recording) and one is set, else the speaker label; fields are
+    space-separated, so spaces become '_'. Written here rather than through pyannote, whose import costs a second
+    of every `avid label`."""
     if isinstance(turns, LabelResult):
         uri, turns = uri or Path(turns.media.path).stem, turns.turns
+        use_names = True if use_names is None else use_names
     uri = _no_spaces(uri or "audio") or "<NA>"
     lines = [f"SPEAKER {uri} 1 {turn.start:.3f} {turn.end - turn.start:.3f} <NA> <NA> "
              f"{_no_spaces(turn.name if use_names and turn.name else turn.speaker)} <NA> <NA>\n"

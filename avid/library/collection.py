@@ -1,13 +1,13 @@
 """The library: many recordings processed once into the gallery store, then searched by face, voice or name.
 
 ``process_collection`` ingests folders of videos, audio files and images into the same SQLite file as the gallery
-(avid.gallery): every face track and every speaker turn becomes an unnamed observation with its source file and
+(avid.identity.store): every face track and every speaker turn becomes an unnamed observation with its source file and
 time range. Files are identified by the SHA-256 of their content, so a rerun skips finished work; each file's
 observations are written in ONE transaction together with its ``done`` status, so a run killed at any moment
 leaves either all of a file or none of it, and the file is simply redone on the next run.
 
 Work runs in parallel worker processes (a spawn process pool, each worker loading its models once) or in a pool of
-Ray actors, here or on a cluster (avid.ray_engine), while the parent process is the single writer of the store. A lock file next to the store keeps a second
+Ray actors, here or on a cluster (avid.library.ray_engine), while the parent process is the single writer of the store. A lock file next to the store keeps a second
 ``process`` run off the same store; a per-file failure (corrupt file, file gone, crashed worker) is recorded with its
 error and the run goes on; a full disk stops the run cleanly with nothing half-written.
 
@@ -525,7 +525,7 @@ def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: C
 
     ``workers`` 0 takes ``library.workers`` from the config (0 there: one per core, at most max_auto_workers; on
     a Ray cluster, one per CPU the cluster offers). ``engine`` "ray" with ``address`` (HOST:PORT, auto; else
-    RAY_ADDRESS) joins a Ray cluster, without it runs a private Ray here (avid.ray_engine); ``ship_media`` sends
+    RAY_ADDRESS) joins a Ray cluster, without it runs a private Ray here (avid.library.ray_engine); ``ship_media`` sends
     every file's bytes to the Ray workers (by default only files up to ``library.ray.ship_media_max_bytes`` on a
     cluster are).
     Raises StoreError when the store cannot be written (locked by another run, disk full); everything stored

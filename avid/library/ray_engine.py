@@ -10,7 +10,7 @@ unreachable address, a missing token and a wrong token are each one clear line.
 
 Work: one actor per CPU slot (``num_cpus=1``: at most one file in flight per CPU the cluster offers), each a
 worker process that loads its models once and keeps them for the run. Every file's outcome comes back to the
-driver, the single writer of the store (avid.library). An actor that dies (its node lost, killed, out of memory)
+driver, the single writer of the store (avid.library.collection). An actor that dies (its node lost, killed, out of memory)
 is replaced, and its file is tried again on the others, ``library.ray.file_attempts`` times in all, so a lost node
 loses nothing and a file that kills every worker it meets fails alone.
 

@@ -148,7 +148,7 @@ def associate(turns: list[SpeechTurn], tracks: list[FaceTrack], energy: Optional
         linked = [by_id[t] for t in links[evidence.speaker]]
         if not linked or _same_person_elsewhere(by_id[evidence.track_id], linked, cfg):
             links[evidence.speaker].append(evidence.track_id)
-    _link_turns(turns, tracks, links, cfg)
+    link_turns(turns, tracks, links, cfg)
     return Association(links, candidates, merged)
 
 
@@ -229,7 +229,7 @@ def _acceptable(evidence: PairEvidence, candidates: list[PairEvidence], cfg: Con
     return evidence.mouth_score >= float(opts.min_mouth_score) and evidence.score >= float(opts.min_score)
 
 
-def _link_turns(turns: list[SpeechTurn], tracks: list[FaceTrack], links: dict[str, list[int]], cfg: Config) -> None:
+def link_turns(turns: list[SpeechTurn], tracks: list[FaceTrack], links: dict[str, list[int]], cfg: Config) -> None:
     """Each turn gets the speaker's linked track that is on screen longest during it, if long enough."""
     times_of = {track.id: np.array([d.time for d in track.detections]) for track in tracks}
     for turn in turns:

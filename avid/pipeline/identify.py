@@ -1,20 +1,11 @@
-"""Enrol people, train the shared model, and identify people from a face, a voice, or both.
+"""Enrolment and queries from media files: what a photo, an audio clip or a video says about its person.
 
-This is the Python API behind `avid enroll`, `avid train`, `avid query` and `avid people`:
+This is what `avid enroll`, `avid query` and `avid people reembed` run:
 
-- ``enroll`` turns photos (their largest face), audio clips (their speech) and videos (one face track and the
-  speech heard while it is on screen) into observations of a named person, all in one transaction.
-- ``train`` fits the shared-representation autoencoder on the gallery and stores it with each person's z prototype.
-- ``query`` ranks the enrolled people for a face, a voice or both, and says ``unknown`` below the threshold. With a
-  trained model it matches in the shared code z; before any training it matches raw embeddings per modality and
-  fuses the scores, and says so.
-
-Scores are calibrated the same way in both spaces (docs/shared_representation.md): a raw cosine similarity ``s``
-becomes ``(s - t) / (1 - t)``, where ``t`` is the acceptance threshold calibrated on dev data for that encoder
-(``identify.raw_thresholds``). So 0 is the threshold and 1 an identical embedding, for faces and voices alike. In z,
-the model is trained so that impostor similarities are the raw ones centred, ``(s - c) / (1 - c)``, which gives
-the same threshold in z as ``(t - c) / (1 - c)``; a face-and-voice query's threshold is the mean of the two. A match
-is accepted when its calibrated score is at least ``identify.threshold`` (0 by default).
+- ``evidence_from`` ingests one file and takes the largest face of a photo, the speech of an audio clip, or the face
+  of a video that is its person (avid.pipeline.talking_face) with the speech heard while it is on screen;
+- ``enroll`` stores that evidence as observations of a named person (avid.identity.enroll), all in one transaction;
+- ``query`` ranks the enrolled people for it (avid.identity.scoring) and says ``unknown`` below the threshold.
 """
 from __future__ import annotations
 

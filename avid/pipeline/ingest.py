@@ -28,7 +28,7 @@ def process_file(path: str | Path, cfg: Config, models: Models | None = None,
                  progress: ProgressCallback | None = None, transcribe: bool = False,
                  language: str | None = None) -> IngestResult:
     """Extract face tracks, speech regions and voice windows (with embeddings) from an image, audio file or video;
-    with ``transcribe`` also the words said (``language`` forces one; avid/transcribe.py).
+    with ``transcribe`` also the words said (``language`` forces one; avid/text/transcribe.py).
 
     Raises MediaError for unreadable input and NoContentError when the input holds neither a face nor speech.
     """

@@ -5,14 +5,11 @@
 1. ingest: face tracks (with mouth openness per detection), speech regions and voice windows;
 2. diarization: segmentation-3.0 local speakers and their voice embeddings -> speaker turns ("spk0", "spk1"...;
    overlapped speech has both speakers' turns, flagged);
-3. active-speaker association: each speaker is linked to the visible face tracks whose mouths move while it speaks.
-   Evidence per (speaker, track): co-occurrence (how much of the speaker's speech the face is on screen for) and
-   mouth motion (the spread of mouth openness during that speech above the jitter of a still mouth, against its
-   spread while the speaker is silent, plus its correlation with the speech energy). A speaker with no such face
-   stays voice-only; a face track belongs to at most one speaker, and a speaker has one face at a time.
-4. naming: each speaker's voice (the mean of its local-speaker embeddings) plus the embedding of its main face track are
-   matched against the gallery; unmatched speakers get stable ``unknown-N`` labels in order of first speech, and
-   ``enroll_unknown`` adds them to the gallery.
+3. association (avid.pipeline.associate): each speaker is linked to the visible face tracks whose mouths move while
+   it speaks; where two faces share the screen, the lips in time with the sound decide (avid.pipeline.active_speaker);
+4. naming (avid.pipeline.name): each speaker's voice plus the embedding of its main face track are matched against
+   the gallery; unmatched speakers get stable ``unknown-N`` labels in order of first speech, and ``enroll_unknown``
+   adds them to the gallery.
 
 Nothing here holds decoded video or audio: faces, voices and the speech energy track all come from the streaming
 ingest.
@@ -27,7 +24,7 @@ from ..errors import AvidError
 from ..io import media
 from ..stages import stage
 from ..types import IngestResult, LabelResult, SpeechTurn, VoiceWindow
-from .associate import _link_turns, associate
+from .associate import link_turns, associate
 from .ingest import ProgressCallback, process_file
 from .models import Models
 from .name import name_speakers, name_tracks
@@ -51,7 +48,7 @@ def _join_adjacent(turns: list[SpeechTurn], gap: float) -> list[SpeechTurn]:
 def _with_the_lips(path, result: IngestResult, turns: list[SpeechTurn], links: dict[str, list[int]],
                    warnings: list[str], cfg: Config) -> tuple[list[SpeechTurn], dict[str, list[int]]]:
     """Where two faces share the screen during speech, the mouths in time with the sound decide the links and
-    cut the turns (avid.active_speaker); elsewhere, and with no such stretch, the audio's turns stay."""
+    cut the turns (avid.pipeline.active_speaker); elsewhere, and with no such stretch, the audio's turns stay."""
     from .active_speaker import fuse, lip_sync, relink, turn_sync
 
     with stage("lip sync"):
@@ -60,7 +57,7 @@ def _with_the_lips(path, result: IngestResult, turns: list[SpeechTurn], links: d
         return turns, links
     links = relink(turns, links, sync, cfg)
     turns, links = fuse(turns, links, sync, cfg)
-    _link_turns(turns, result.face_tracks, links, cfg)
+    link_turns(turns, result.face_tracks, links, cfg)
     turn_sync(turns, sync)
     if not any(turn.lip_sync is not None and turn.lip_sync >= float(cfg.active_speaker.min_sync) for turn in turns):
         warnings.append("faces share the screen but no mouth moves in time with the speech: turns from the audio")

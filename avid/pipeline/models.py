@@ -8,7 +8,7 @@ from ..stages import stage
 class Models:
     """The encoders one process needs, loaded lazily once and reused across inputs. With ``background`` (and
     ``faces.encoder.background_process``), a video's dlib descriptors are computed in a second process
-    (avid.descriptors); pool workers, already one per core, compute them in their own."""
+    (avid.faces.descriptors); pool workers, already one per core, compute them in their own."""
 
     def __init__(self, cfg: Config, background: bool = True):
         self.cfg = cfg
@@ -19,7 +19,7 @@ class Models:
 
     @property
     def face_background(self):
-        """dlib's descriptors in a second process (avid.descriptors), started on first use; None when off."""
+        """dlib's descriptors in a second process (avid.faces.descriptors), started on first use; None when off."""
         if self._background is None and self._wants_background:
             from ..faces.descriptors import BackgroundDescriptors
             from ..faces.embed import DLIB_DESCRIPTOR_FILE, dlib_model_path

@@ -8,7 +8,7 @@ a learned offset per presence pattern: the inputs carry presence flags, and a mi
 decoders reconstruct the face and the voice embedding from z, whichever modalities went in.
 
 Because every part starts from an isometry, an untrained model matches exactly like the centred embeddings do;
-training (avid.shared.train) moves it only as far as its losses ask. Checkpoints are a plain state dict plus metadata (encoder
+training (avid.identity.shared.train) moves it only as far as its losses ask. Checkpoints are a plain state dict plus metadata (encoder
 backends and dimensions, sizes, config hash, version) saved with ``torch.save`` and read back with
 ``weights_only=True``; a checkpoint for other encoders, or a damaged or foreign file, raises ModelError.
 """

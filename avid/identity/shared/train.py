@@ -13,7 +13,7 @@ alone and both together (the missing modality zeroed and flagged, as in Ngiam et
   face-and-voice presentations, the mean of the two modalities'), over the batch's observations and over made-up
   unseen people (``_Batcher._virtual``). This keeps z as discriminative as the raw embeddings for people the
   model never saw, and keeps their scores a known function of raw scores, so that thresholds calibrated on raw
-  scores carry over to z (avid.identify.z_thresholds).
+  scores carry over to z (avid.identity.scoring.z_thresholds).
 
 The structure term carries most weight (avid/configs/default.yaml, shared.train.loss_weights): with one or two
 observations per person, a strong pull of a person's codes together distorts the geometry that unseen photos and
