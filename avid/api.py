@@ -70,11 +70,9 @@ class Pipeline:
         ones to it. ``transcribe`` adds the words, each under its speaker's name."""
         from .identity.store import Gallery as Store
         from .pipeline.label import label_recording
+        from .voice.diarize import check_counts
 
-        for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
-                            ("max_speakers", max_speakers)):
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+        check_counts(num_speakers, min_speakers, max_speakers)     # before any work
         db = gallery.path if isinstance(gallery, Gallery) else gallery
         if db is not None and not Path(db).expanduser().exists() and not enroll_unknown:
             from .errors import StoreError

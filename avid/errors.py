@@ -22,8 +22,9 @@ class ConfigError(AvidError):
     exit_code = 2
 
 
-class UsageError(AvidError):
-    """Options that do not go together, found after parsing (e.g. --db given before the command and --out after)."""
+class UsageError(AvidError, ValueError):
+    """Options or arguments that are out of range or do not go together, found after parsing (e.g. --db given before
+    the command and --out after); from Python, a ValueError too."""
 
     exit_code = 2
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import AvidError, StoreError
+from ..errors import AvidError, StoreError, UsageError
 from ..io.results import output_stem
 from ..io.writers import FORMATS, write_outputs
 from ..pipeline.label import label_recording
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.language and not args.transcribe:
         raise AvidError("--language is for --transcribe")
     if args.min_speakers and args.max_speakers and args.min_speakers > args.max_speakers:
-        raise AvidError(f"--min-speakers {args.min_speakers} is more than --max-speakers {args.max_speakers}")
+        raise UsageError(f"--min-speakers {args.min_speakers} is more than --max-speakers {args.max_speakers}")
     gallery = _open_gallery(args.db, create=args.enroll_unknown)
     path = Path(args.input)
     show = not args.quiet and sys.stderr.isatty()

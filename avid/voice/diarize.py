@@ -29,7 +29,7 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.optimize import linear_sum_assignment
 
-from ..errors import AvidError
+from ..errors import UsageError
 from ..types import SpeechTurn, VoiceWindow
 from ..vectors import unit_rows
 from .speech import LocalSpeakers, true_runs
@@ -55,9 +55,9 @@ def check_counts(num_speakers, min_speakers, max_speakers) -> None:
     for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
                         ("max_speakers", max_speakers)):
         if value is not None and value < 1:
-            raise AvidError(f"{name} must be at least 1, got {value}")
+            raise UsageError(f"{name} must be at least 1, got {value}")
     if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
-        raise AvidError(f"min_speakers ({min_speakers}) is more than max_speakers ({max_speakers})")
+        raise UsageError(f"min_speakers ({min_speakers}) is more than max_speakers ({max_speakers})")
 
 
 def _centroids(embeddings: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
