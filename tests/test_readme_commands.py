@@ -282,7 +282,7 @@ def readme_folder(tmp_path_factory, synthetic, talking_video, astronaut_speech, 
         "Ada Lovelace,face,test,someone.jpg\nAda Lovelace,voice,test,clip.wav\n"
         "Grace Hopper,face,enrol,photo.jpg\nGrace Hopper,voice,enrol,grace_voice.wav\n"
         "Grace Hopper,face,test,grace.jpg\nGrace Hopper,voice,test,grace_clip.wav\n"
-        "guest,voice,test,guest.wav\n")             # never enrolled: should come out unknown
+        "guest,voice,test,guest.wav\n")             # never enrolled: a stranger
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         patch.setenv("AVID_DB", str(folder / "library.db"))      # the gallery commands' store: the library's
