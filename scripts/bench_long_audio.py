@@ -20,15 +20,15 @@ from pathlib import Path
 import av
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
 from bench_label import LabelFailed, run_label  # noqa: E402  (the same child-process runner)
 
-from avid import synthetic  # noqa: E402
-from avid.evaluation.diarization import read_rttm, score_der
+from avid.evaluation.diarization import read_rttm, score_der  # noqa: E402
 from avid.io.writers import write_rttm  # noqa: E402
 from avid.types import SpeechTurn  # noqa: E402
+from tests import media as synthetic  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 MAX_RSS_GROWTH = 0.10
 SENTENCES = [
     "The committee will meet again on Thursday to review the budget for next year.",

@@ -26,7 +26,6 @@ from pyannote.core import Annotation, Segment, Timeline
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from avid import synthetic  # noqa: E402
 from avid.config import Config, load_config  # noqa: E402
 from avid.evaluation.diarization import score_der, score_identification  # noqa: E402
 from avid.identity.store import Gallery  # noqa: E402
@@ -36,6 +35,7 @@ from avid.pipeline import identify  # noqa: E402
 from avid.pipeline.label import label_recording  # noqa: E402
 from avid.pipeline.models import Models  # noqa: E402
 from avid.voice.vad import detect_speech  # noqa: E402
+from tests import media as synthetic  # noqa: E402
 from tests.chimeric import identities, speakers, talking_photo  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from avid import synthetic
 from avid.config import Config
 from avid.io import media
+from tests import media as synthetic
 
 N_STRANGERS = 50      # non-enrolled speakers in the chimeric manifest
 

@@ -1,7 +1,7 @@
 """Enrol, train and query end to end, through the Python API and the CLI, on media generated here.
 
 Faces: scikit-image's astronaut (Eileen Collins) and matplotlib's Grace Hopper. Voices: eSpeak NG voices, one
-per person, that Resemblyzer tells apart (avid.synthetic); synthetic voices are too alike for a fair test of
+per person, that Resemblyzer tells apart (tests/media.py); synthetic voices are too alike for a fair test of
 rejecting a stranger's voice, so that is checked on real speakers (the shared-data tests at the end, which
 include issue 3's chimeric acceptance; scripts/eval_chimeric.py prints its full table).
 """
@@ -13,7 +13,6 @@ import sqlite3
 import numpy as np
 import pytest
 
-from avid import synthetic
 from avid.cli import main
 from avid.config import load_config
 from avid.errors import AvidError, NoContentError
@@ -23,6 +22,7 @@ from avid.io.media import content_hash, load_audio, load_image
 from avid.pipeline import identify
 from avid.pipeline.ingest import process_file
 from avid.pipeline.models import Models
+from tests import media as synthetic
 from tests.chimeric import identities, talking_photo
 
 SENTENCES = ["The quick brown fox jumps over the lazy dog while the sun sets slowly behind the hills.",
