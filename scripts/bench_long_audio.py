@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "bench_out", help="folder for audio and outputs")
     parser.add_argument("--minutes", type=float, nargs="+", default=[10.0, 120.0], help="conversation lengths")
     parser.add_argument("--transcribe", action="store_true", help="label with --transcribe (the named transcript)")
-    parser.add_argument("--check", action="store_true", help=f"exit 1 if peak RSS grows more than "
-                                                             f"{MAX_RSS_GROWTH:.0%} from the shortest to the longest")
+    parser.add_argument("--check", action="store_true",       # argparse formats help with %: hence %%
+                        help=f"exit 1 if peak RSS grows more than {100 * MAX_RSS_GROWTH:.0f}%% from the shortest to "
+                             f"the longest")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     rows = []

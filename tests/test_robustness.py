@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from avid.cli import EXIT_ALL_FAILED, EXIT_PARTIAL, main
+from avid.config import load_config
 from avid.errors import DiskFullError, MediaError, StoreError
 from avid.identity import store as gallery_module
 from avid.identity.store import Gallery
@@ -181,7 +182,7 @@ def test_empty_and_text_files_are_failures_not_duplicates(tmp_path, capsys):
         synthetic.write_text_as(folder / name)
     synthetic.write_image(folder / "f.jpg", synthetic.astronaut_face())
     synthetic.write_image(folder / "g.jpg", synthetic.astronaut_face())           # a true duplicate of f
-    summary = library.process_collection([folder], tmp_path / "lib.db", library.load_config(), workers=1,
+    summary = library.process_collection([folder], tmp_path / "lib.db", load_config(), workers=1,
                                          quiet=True)
     assert sorted(Path(p).name for p, _ in summary.failed) == ["a.mp4", "b.mp4", "c.wav", "d.jpg", "e.jpg"]
     assert [Path(p).name for p in summary.duplicates] == ["g.jpg"]
@@ -190,7 +191,7 @@ def test_empty_and_text_files_are_failures_not_duplicates(tmp_path, capsys):
 
 def test_text_renamed_flac_is_not_audio(tmp_path):
     path = synthetic.write_text_as(tmp_path / "notes.flac")
-    summary = library.process_collection([path], tmp_path / "lib.db", library.load_config(), workers=1, quiet=True)
+    summary = library.process_collection([path], tmp_path / "lib.db", load_config(), workers=1, quiet=True)
     assert summary.failed and not summary.processed
     assert "not audio" in summary.failed[0][1]
 
