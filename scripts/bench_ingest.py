@@ -1,7 +1,7 @@
 """Benchmark `avid process` against plain decoding, on videos it generates itself.
 
 Generates a 60 s and a 240 s 1280x720 25 fps H.264 + AAC video of two people taking turns to speak
-(avid.synthetic: eSpeak speech, the astronaut and Grace Hopper photos), and uses
+(tests/media.py: eSpeak speech, the astronaut and Grace Hopper photos), and uses
 ../shared/data/video/short_hamilton_clip.mp4 too where it exists. For each video it measures:
 
 - decode: PyAV decoding every video frame, nothing else (the floor any video pipeline pays);
@@ -33,11 +33,14 @@ from pathlib import Path
 
 import av
 
-from avid import stages, synthetic
-from avid.errors import MediaError
-from avid.io import media
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from avid import stages  # noqa: E402
+from avid.errors import MediaError  # noqa: E402
+from avid.io import media  # noqa: E402
+from tests import media as synthetic  # noqa: E402
+
 SHARED_DATA = Path(os.environ.get("AVID_SHARED_DATA", ROOT.parent / "shared" / "data"))
 HAMILTON = SHARED_DATA / "video" / "short_hamilton_clip.mp4"
 

@@ -2,7 +2,7 @@
 on a cluster of 1 and 2 nodes of one CPU each, on the same generated set, in one run (issue 15).
 
 The set (generated once into bench_out/library_set/, git-ignored): photos, speech clips and short talking videos
-(avid.synthetic: the astronaut and Grace Hopper photos, eSpeak NG voices), every file different content. Each
+(tests/media.py: the astronaut and Grace Hopper photos, eSpeak NG voices), every file different content. Each
 configuration is one `avid -q process SET --db NEW_STORE` child process, timed from launch to exit (Python start-up,
 imports and each worker's model loading included); the Ray runs join a `ray.cluster_utils.Cluster` on this machine
 (token authentication on, as `ray start` has it) started before the clock starts, as a long-lived cluster would be.
@@ -26,10 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from avid import synthetic
-from avid.library.collection import compare_contents, library_contents
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from avid.library.collection import compare_contents, library_contents  # noqa: E402
+from tests import media as synthetic  # noqa: E402
+
 LINES = [
     "Welcome back. Today we are talking about how computers learned to listen to people.",
     "The first programs were written by hand, one instruction at a time, on long paper sheets.",

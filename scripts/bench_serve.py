@@ -36,10 +36,10 @@ from avid.config import load_config  # noqa: E402
 
 def build_store(folder: Path, observations: int, seed: int = 0) -> tuple[Path, Path]:
     """A library of about ``observations`` observations in ``folder``; returns (store, a query photo)."""
-    from avid import synthetic
     from avid.identity.store import Gallery
     from avid.library.collection import process_collection
     from avid.library.unknown import name_cluster, unknown_clusters
+    from tests import media as synthetic
 
     media = folder / "media"
     media.mkdir(parents=True)

@@ -27,12 +27,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from avid import synthetic  # noqa: E402
 from avid.config import load_config  # noqa: E402
-from avid.evaluation.identification import identities  # noqa: E402
 from avid.io import media
 from avid.pipeline.ingest import process_file  # noqa: E402
 from avid.pipeline.models import Models
+from tests import media as synthetic  # noqa: E402
+from tests.chimeric import identities  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 

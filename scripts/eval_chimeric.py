@@ -36,14 +36,17 @@ sys.path.insert(0, str(ROOT))
 
 from avid.config import load_config  # noqa: E402
 from avid.errors import NoContentError  # noqa: E402
-from avid.evaluation.identification import (
-    N_STRANGERS,
+from avid.evaluation.identification import (  # noqa: E402
     Query,
-    chimeric_manifest,
     equal_error_rate,
     evaluate_embeddings,
     evaluate_manifest,
     format_report,
+)
+from avid.identity.scoring import Evidence  # noqa: E402
+from tests.chimeric import (  # noqa: E402
+    N_STRANGERS,
+    chimeric_manifest,
     halves,
     identities,
     speakers,
@@ -51,7 +54,6 @@ from avid.evaluation.identification import (
     synthetic_people,
     talking_photo_manifest,
 )
-from avid.identity.scoring import Evidence  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 TARGETS = {"face": 0.95, "voice": 0.90, "both": 0.98}

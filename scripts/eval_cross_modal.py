@@ -35,10 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from avid import synthetic  # noqa: E402
 from avid.config import load_config  # noqa: E402
 from avid.errors import NoContentError  # noqa: E402
-from avid.evaluation.identification import equal_error_rate, halves, identities, split_speakers, talking_photo
+from avid.evaluation.identification import equal_error_rate  # noqa: E402
 from avid.identity.scoring import query_embeddings  # noqa: E402
 from avid.identity.store import Gallery  # noqa: E402
 from avid.identity.training import load_model, train
@@ -46,6 +45,8 @@ from avid.io import media
 from avid.library.collection import process_collection  # noqa: E402
 from avid.pipeline.identify import enroll, evidence_from
 from avid.pipeline.models import Models  # noqa: E402
+from tests import media as synthetic  # noqa: E402
+from tests.chimeric import halves, identities, split_speakers, talking_photo  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 N_PEOPLE = 6

@@ -25,10 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from avid.config import load_config
-from avid.io import media
-from avid.library.collection import compare_contents, library_contents, process_collection
-from avid.library.search import search
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # the source tree, for its tests/media.py
+from avid.config import load_config  # noqa: E402
+from avid.io import media  # noqa: E402
+from avid.library.collection import compare_contents, library_contents, process_collection  # noqa: E402
+from avid.library.search import search  # noqa: E402
 
 DATA = Path(os.environ.get("AVID_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PARTS = ("resume", "search", "voice", "ray")
@@ -113,7 +114,7 @@ def part_search(db: Path, cfg) -> None:
 
 def part_voice(tmp: Path, cfg, workers: int) -> None:
     print("3. LibriSpeech: one half of each utterance searched among the other halves", flush=True)
-    from avid.synthetic import write_wav
+    from tests.media import write_wav
 
     library_dir, query_dir = tmp / "second_halves", tmp / "first_halves"
     library_dir.mkdir()

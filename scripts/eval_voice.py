@@ -29,15 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-from avid.config import load_config
-from avid.evaluation.identification import identities, split_speakers
-from avid.identity.scoring import raw_threshold, voice_similarities
-from avid.io.media import load_audio
-from avid.vectors import unit_rows
-from avid.voice.embed import get_voice_encoder
-from avid.voice.speech import analyse_speech
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from avid.config import load_config  # noqa: E402
+from avid.identity.scoring import raw_threshold, voice_similarities  # noqa: E402
+from avid.io.media import load_audio  # noqa: E402
+from avid.vectors import unit_rows  # noqa: E402
+from avid.voice.embed import get_voice_encoder  # noqa: E402
+from avid.voice.speech import analyse_speech  # noqa: E402
+from tests.chimeric import identities, split_speakers  # noqa: E402
 
 
 def halves(files: list[Path], embed) -> tuple[np.ndarray, np.ndarray]:

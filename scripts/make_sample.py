@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from avid import synthetic
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # the source tree, for its tests/media.py
+from tests import media as synthetic  # noqa: E402
 
 # What each person says in the video, in turn: (person, sentence).
 DIALOGUE = [

@@ -2,7 +2,7 @@
 
 Tests that need the real media in ../shared/data use the ``shared_data`` fixture, which skips them with a clear
 reason where it is absent (a user's machine does not have it). Everything else generates its own media: small
-files made once per test session with avid.synthetic (eSpeak speech, the astronaut and Grace Hopper photos).
+files made once per test session with tests/media.py (eSpeak speech, the astronaut and Grace Hopper photos).
 """
 from __future__ import annotations
 
@@ -32,12 +32,13 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic():
-    """avid.synthetic, skipping where its optional dependencies (the dev extra) are missing."""
+    """tests/media.py, the synthetic media maker, skipping where its optional dependencies (the dev extra) are
+    missing."""
     pytest.importorskip("espeakng_loader", reason="needs espeakng-loader (pip install -e '.[dev]')")
     pytest.importorskip("skimage", reason="needs scikit-image (pip install -e '.[dev]')")
-    from avid import synthetic
+    from tests import media
 
-    return synthetic
+    return media
 
 
 @pytest.fixture(scope="session")

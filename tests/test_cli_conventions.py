@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from avid import synthetic
 from avid.cli import EXIT_ALL_FAILED, EXIT_PARTIAL, _commands, build_parser, main
 from avid.errors import MediaError, StoreError
+from tests import media as synthetic
 
 PARSER = build_parser()
 COMMANDS = {command.prog.removeprefix("avid "): command for command in _commands(PARSER)}

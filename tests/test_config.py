@@ -1,9 +1,13 @@
 """The configuration schema (avid/configs/schema.yaml): every value is checked at load, with its key and file named."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import yaml
 
+import avid
 from avid.cli import main
 from avid.config import DEFAULT_CONFIG_PATH, SCHEMA_PATH, load_config
 from avid.errors import ConfigError
@@ -27,6 +31,19 @@ def test_every_number_and_choice_of_the_defaults_has_a_rule_and_the_defaults_pas
     assert numeric - set(rules) == set(), "numeric keys without a range"
     assert {k for k, v in defaults.items() if v is None} - set(rules) == set(), "null keys take anything"
     load_config(overrides={"media": {"frame_rate": 5.0}})      # the defaults themselves pass the check
+
+
+def test_every_default_key_is_named_in_avids_code():
+    """A key whose name appears nowhere in avid's code (as ``.key`` or ``"key"``) is read by nothing: a setting that
+    does nothing, as output.embedding_dtype was. A floor, not a proof: a name that is also used for something else
+    passes (each key was checked by reading when this test came)."""
+    source = "\n".join(p.read_text(encoding="utf-8") for p in Path(avid.__file__).parent.rglob("*.py"))
+    unread = []
+    for path, _ in leaves(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())):
+        key = path.rsplit(".", 1)[-1]
+        if not re.search(rf"\.{key}\b|[\"']{key}[\"']", source):
+            unread.append(path)
+    assert not unread, f"default config keys read by nothing: {unread}"
 
 
 @pytest.mark.parametrize("text, key", [

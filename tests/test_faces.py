@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from avid import synthetic
 from avid.config import load_config
 from avid.errors import ConfigError, ModelError
 from avid.faces import FaceDetector, FaceTracker, get_face_encoder, mouth_openness
@@ -19,9 +18,10 @@ from avid.faces.detect import run_mtcnn
 from avid.faces.track import box_iou
 from avid.io import media
 from avid.types import FaceDetection, Frame
+from tests import media as synthetic
 
 ASTRONAUT_FACE = (180, 60, 268, 172)       # where MTCNN finds her face in the 512x512 photo (x1, y1, x2, y2)
-ASTRONAUT_MOUTH = (201, 146, 246, 178)     # left x, lip-line y, right x, chin y (as avid.synthetic measured it)
+ASTRONAUT_MOUTH = (201, 146, 246, 178)     # left x, lip-line y, right x, chin y (as tests/media.py measured it)
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from avid import children, synthetic
+from avid import children
 from avid.cli import EXIT_INTERRUPTED, EXIT_PARTIAL
 from avid.config import load_config
 from avid.library.collection import compare_contents, library_contents, process_collection
+from tests import media as synthetic
 
 pytest.importorskip("skimage")
 pytest.importorskip("espeakng_loader")

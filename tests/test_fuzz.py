@@ -18,11 +18,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from avid import synthetic
 from avid.cli import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_PARTIAL, main
 from avid.config import DEFAULT_CONFIG_PATH, load_config
 from avid.errors import AvidError, ConfigError, StoreError
 from avid.identity.store import Gallery, clean_name, name_key, remove_store
+from tests import media as synthetic
 
 DOCUMENTED = {0, 1, 2, 3, 4, 5, 6, 7, EXIT_PARTIAL, EXIT_ALL_FAILED, EXIT_INTERRUPTED}
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,

@@ -1,7 +1,7 @@
 """Enrol, train and query end to end, through the Python API and the CLI, on media generated here.
 
 Faces: scikit-image's astronaut (Eileen Collins) and matplotlib's Grace Hopper. Voices: eSpeak NG voices, one
-per person, that Resemblyzer tells apart (avid.synthetic); synthetic voices are too alike for a fair test of
+per person, that Resemblyzer tells apart (tests/media.py); synthetic voices are too alike for a fair test of
 rejecting a stranger's voice, so that is checked on real speakers (the shared-data tests at the end, which
 include issue 3's chimeric acceptance; scripts/eval_chimeric.py prints its full table).
 """
@@ -13,17 +13,17 @@ import sqlite3
 import numpy as np
 import pytest
 
-from avid import synthetic
 from avid.cli import main
 from avid.config import load_config
 from avid.errors import AvidError, NoContentError
-from avid.evaluation.identification import identities, talking_photo
 from avid.identity import scoring, training
 from avid.identity.store import Gallery
 from avid.io.media import content_hash, load_audio, load_image
 from avid.pipeline import identify
 from avid.pipeline.ingest import process_file
 from avid.pipeline.models import Models
+from tests import media as synthetic
+from tests.chimeric import identities, talking_photo
 
 SENTENCES = ["The quick brown fox jumps over the lazy dog while the sun sets slowly behind the hills.",
              "Every morning she walks to the harbour and counts the boats that come back with fish.",
@@ -298,7 +298,8 @@ def test_real_people_by_face_and_voice(shared_data, tmp_path, cfg, models):
 def test_chimeric_acceptance(shared_data, tmp_path, cfg, cached_models):
     """Issue 3's chimeric people (scripts/eval_chimeric.py prints the full table): closed-set top-1 targets,
     non-enrolled people unknown, and the shared code at least as accurate as the raw baselines."""
-    from avid.evaluation.identification import chimeric_manifest, evaluate_manifest
+    from avid.evaluation.identification import evaluate_manifest
+    from tests.chimeric import chimeric_manifest
 
     report = evaluate_manifest(chimeric_manifest(shared_data, tmp_path, seed=0), cfg, ablation=True)
     z, systems = report["systems"]["z"], report["systems"]

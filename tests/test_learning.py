@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from avid import synthetic
 from avid.cli import main
 from avid.config import load_config
 from avid.identity.learning import learn_from_library
@@ -17,6 +16,7 @@ from avid.identity.store import Gallery
 from avid.library.collection import process_collection
 from avid.pipeline import identify
 from avid.pipeline.models import Models
+from tests import media as synthetic
 
 pytest.importorskip("skimage")
 pytest.importorskip("espeakng_loader")

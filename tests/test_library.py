@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from avid import synthetic
 from avid.config import load_config
 from avid.errors import DiskFullError, StoreError
 from avid.identity.store import Gallery
@@ -30,6 +29,7 @@ from avid.library.collection import (
 )
 from avid.library.search import query_vectors, search
 from avid.library.unknown import name_cluster, unknown_clusters
+from tests import media as synthetic
 
 pytest.importorskip("skimage")
 pytest.importorskip("espeakng_loader")

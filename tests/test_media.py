@@ -1,6 +1,6 @@
 """Tests of avid.io.media: probing, frame sampling, audio demuxing, images, audio formats and bad inputs.
 
-The media are generated per session by tests/conftest.py (avid.synthetic): small H.264 + AAC videos of the
+The media are generated per session by tests/conftest.py (tests/media.py): small H.264 + AAC videos of the
 astronaut speaking, a WAV of Grace Hopper's lines, and a set of broken files.
 """
 from __future__ import annotations

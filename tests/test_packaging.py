@@ -76,7 +76,7 @@ def test_wheel_processes_a_clip_from_another_folder(installed_wheel, talking_vid
 @pytest.mark.slow
 def test_wheel_runs_the_readme_python_examples(installed_wheel, readme_media):
     """README's "Python API" examples, with the installed wheel's avid, checked as tests/test_api.py checks them."""
-    from test_api import readme_examples
+    from tests.test_api import readme_examples
 
     script = readme_media / "examples.py"
     body = "\n".join([

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avid import synthetic
 from avid.cli import main
 from avid.config import load_config
 from avid.identity.store import Gallery, companion, to_blob
@@ -20,6 +19,7 @@ from avid.identity.training import train
 from avid.library.collection import process_collection
 from avid.library.search import search
 from avid.library.unknown import name_cluster, unknown_clusters
+from tests import media as synthetic
 
 pytest.importorskip("skimage")
 pytest.importorskip("espeakng_loader")

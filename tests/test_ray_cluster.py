@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from avid import synthetic
 from avid.config import load_config
 from avid.errors import AvidError, MediaError
 from avid.library.collection import compare_contents, library_contents, process_collection
+from tests import media as synthetic
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("skimage")

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avid import synthetic
 from avid.cli import EXIT_ALL_FAILED, EXIT_PARTIAL, main
 from avid.config import load_config
 from avid.errors import DiskFullError, MediaError, StoreError
 from avid.identity import store as gallery_module
 from avid.identity.store import Gallery
 from avid.library import collection as library
+from tests import media as synthetic
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

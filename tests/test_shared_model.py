@@ -9,9 +9,9 @@ import torch
 
 from avid.config import load_config
 from avid.errors import ModelError
-from avid.evaluation.identification import synthetic_people
 from avid.identity.shared.model import BimodalAutoencoder, ModelSpec, from_bytes, load
 from avid.identity.shared.train import TrainingData, person_prototypes, train_model
+from tests.chimeric import synthetic_people
 
 SPEC = ModelSpec("dlib", 128, "resemblyzer", 256, z_dim=64, hidden_dim=32)
 

@@ -1,6 +1,6 @@
-"""Tests of avid.synthetic: the eSpeak speech is speech, its voices are different speakers, the videos hold
-the streams, duration, faces and mouth motion asked for, the bad-input helpers make what they say, and
-scripts/make_sample.py writes the demo inputs."""
+"""Tests of tests/media.py, the synthetic media: the eSpeak speech is speech, its voices are different speakers,
+the videos hold the streams, duration, faces and mouth motion asked for, the bad-input helpers make what they say,
+and scripts/make_sample.py writes the demo inputs."""
 from __future__ import annotations
 
 import subprocess
@@ -14,6 +14,7 @@ import pytest
 
 from avid.io import media
 
+REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 SENTENCES = ["The quick brown fox jumps over the lazy dog near the river bank.",
              "Yesterday we travelled to the mountains and watched the sunrise together.",
@@ -61,9 +62,9 @@ def test_speak_handles_utf8_and_rejects_unknown_voices(synthetic):
 
 
 def test_speak_is_repeatable_across_processes():
-    code = ("import hashlib; from avid import synthetic as s; "
+    code = ("import hashlib; from tests import media as s; "
             "print(hashlib.sha1(s.speak('Hello there, how are you?', s.FEMALE_VOICE).tobytes()).hexdigest())")
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
             for _ in range(2)]
     assert runs[0] == runs[1] and len(runs[0].strip()) == 40
 
@@ -225,7 +226,7 @@ def test_bad_input_helpers(synthetic, tmp_path, talking_video):
 # ------------------------------------------------------------------------------------------------- the sample
 
 def test_make_sample_writes_the_demo_inputs(synthetic, tmp_path):
-    script = Path(__file__).resolve().parents[1] / "scripts" / "make_sample.py"
+    script = REPO / "scripts" / "make_sample.py"
     run = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--size", "320x180"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

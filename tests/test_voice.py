@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from avid import synthetic
 from avid.config import load_config
 from avid.errors import ConfigError, NoContentError
 from avid.voice.embed import CamPlusPlusEncoder, VoiceEncoder, mel_spectrogram, normalize_volume, window_spans
 from avid.voice.speech import LocalSpeakerAnalyzer, analyse_speech, window_starts
 from avid.voice.vad import SileroNetwork, SpeechDetector, _silero_network, detect_speech, speech_energy
+from tests import media as synthetic
 
 SR = 16000
 BACKENDS = ["silero", "webrtc"]

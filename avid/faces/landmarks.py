@@ -28,7 +28,7 @@ def _points(image: np.ndarray, detection: FaceDetection, scale: float) -> np.nda
 
 def mouth_region(image: np.ndarray, detection: FaceDetection, scale: float = 1.0) -> tuple[int, int, int, int]:
     """(left x, lip-line y, right x, chin y) of the face's mouth in ``image`` pixels: where a talking photo's
-    mouth opens (avid.synthetic.Portrait)."""
+    mouth opens (the Portrait of tests/media.py, the test and demo media)."""
     points = _points(image, detection, scale)
     lip = np.mean([points[i, 1] for i in _INNER_UPPER + _INNER_LOWER])
     return (int(points[_MOUTH_LEFT, 0]), int(round(lip)), int(points[_MOUTH_RIGHT, 0]), int(points[_CHIN, 1]))

@@ -1,4 +1,4 @@
-"""Synthetic test and demo media, made offline from what avid's dependencies ship.
+"""Synthetic test and demo media, made offline from what avid's dependencies ship (not part of the avid package).
 
 Speech comes from eSpeak NG (the ``espeakng-loader`` wheel, driven through ctypes), faces from scikit-image's
 astronaut photo and matplotlib's Grace Hopper photo. ``write_talking_video`` turns "who says what, when" into an
@@ -8,7 +8,8 @@ active-speaker detection), and the picture pans and zooms slowly so that it is n
 
 There are also helpers that write the bad inputs a robust pipeline must reject cleanly (empty, renamed text,
 truncated, corrupt) and the awkward ones it must accept (silence only, no face, a non-ASCII file name).
-Used by the tests, ``scripts/make_sample.py`` and ``scripts/bench_ingest.py``; ``espeakng-loader`` and
+Used by the tests and, from the source tree, by ``scripts/make_sample.py`` (the demo) and the benchmarks and
+evaluations in scripts/ (they put the repository on sys.path and import ``tests.media``); ``espeakng-loader`` and
 ``scikit-image`` come with the ``dev`` extra.
 """
 from __future__ import annotations
@@ -62,7 +63,7 @@ class _ESpeak:
         try:
             import espeakng_loader
         except ImportError:
-            raise RuntimeError("speech synthesis needs the espeakng-loader package (pip install 'avid[dev]')") from None
+            raise RuntimeError("speech synthesis needs the espeakng-loader package (pip install -e '.[dev]')") from None
         lib = ctypes.CDLL(espeakng_loader.get_library_path())
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
@@ -158,7 +159,7 @@ def astronaut_face() -> np.ndarray:
     try:
         from skimage import data
     except ImportError:
-        raise RuntimeError("the astronaut photo needs scikit-image (pip install 'avid[dev]')") from None
+        raise RuntimeError("the astronaut photo needs scikit-image (pip install -e '.[dev]')") from None
     return np.ascontiguousarray(data.astronaut())
 
 
@@ -488,7 +489,7 @@ def write_large_png(path: str | Path, width: int, height: int, rows: int | None 
 def write_cut(source: str | Path, path: str | Path, start: float, duration: float, fps: int = 25) -> Path:
     """Re-encode ``duration`` seconds of a video from ``start`` (H.264 + AAC, its audio resampled to mono 16 kHz):
     a short clip of a real recording, as a user would cut one."""
-    from .io.media import load_audio
+    from avid.io.media import load_audio
 
     audio = load_audio(source, SAMPLE_RATE, start, start + duration)
     path = Path(path)
