@@ -11,6 +11,7 @@ import pytest
 
 from avid.errors import StoreError
 from avid.identity import store as gallery_module
+from avid.identity.store import schema
 from avid.identity.store import Gallery, default_path, to_blob
 
 
@@ -74,8 +75,8 @@ def test_older_schema_migrated(tmp_path, monkeypatch):
     path = tmp_path / "g.db"
     Gallery(path).close()
     current = gallery_module.SCHEMA_VERSION
-    monkeypatch.setattr(gallery_module, "SCHEMA_VERSION", current + 1)
-    monkeypatch.setitem(gallery_module._MIGRATIONS, current, "CREATE TABLE extra (x INTEGER); INSERT INTO extra VALUES (7)")
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, current, "CREATE TABLE extra (x INTEGER); INSERT INTO extra VALUES (7)")
     with Gallery(path) as g:
         assert g.meta("schema_version") == str(current + 1)
         assert g._db.execute("SELECT x FROM extra").fetchone()[0] == 7

@@ -23,7 +23,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sqlite3
 import sys
 import time
 import traceback
@@ -40,7 +39,7 @@ from tqdm import tqdm
 from ..children import end_with_parent, raise_if_interrupted
 from ..config import Config
 from ..errors import AvidError, DiskFullError, MediaError, NoContentError, StoreError
-from ..identity.store import Gallery, check_health, existing_store, remove_store
+from ..identity.store import Gallery, StoreReader, remove_store
 from ..io.inputs import expand_inputs
 from ..io.media import content_hash
 from ..pipeline.ingest import process_file
@@ -49,32 +48,6 @@ from ..types import FaceTrack, IngestResult, JsonResult
 from ..vectors import unit_mean
 
 log = logging.getLogger("avid")
-
-# Tables the library adds to the gallery file. ``library_faces`` keeps where a face track is best seen (for
-# thumbnails); ``library_clusters`` keeps the last clustering of unnamed observations, so that ``name_cluster``
-# names exactly what ``unknown_clusters`` listed; ``library_words`` keeps the words said in each speaker turn
-# (``--transcribe``: JSON [start, end, word]) and ``library_text`` their text for full-text search (SQLite FTS5),
-# removed with the region (deleting a person deletes what they said).
-_LIBRARY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS library_faces (
-    observation_id INTEGER PRIMARY KEY REFERENCES observations(id) ON DELETE CASCADE,
-    time REAL NOT NULL, x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS library_clusters (
-    observation_id INTEGER PRIMARY KEY REFERENCES observations(id) ON DELETE CASCADE,
-    cluster_id INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS library_clusters_id ON library_clusters(cluster_id);
-CREATE TABLE IF NOT EXISTS library_words (
-    observation_id INTEGER PRIMARY KEY REFERENCES observations(id) ON DELETE CASCADE,
-    words TEXT NOT NULL
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS library_text USING fts5(text, observation_id UNINDEXED, tokenize = 'unicode61');
-CREATE TRIGGER IF NOT EXISTS library_words_gone AFTER DELETE ON library_words BEGIN
-    DELETE FROM library_text WHERE observation_id = old.observation_id;
-END;
-"""
-
 
 # ================================================================================================ records
 
@@ -146,28 +119,6 @@ class Summary(JsonResult):
 # ================================================================================================ store helpers
 
 
-def ensure_library_tables(gallery: Gallery) -> None:
-    """Add the library's own tables to a gallery file (idempotent)."""
-    with gallery.transaction() as db:
-        statement = ""
-        for line in _LIBRARY_SCHEMA.splitlines(keepends=True):   # whole statements (a trigger holds ';' inside)
-            statement += line
-            if sqlite3.complete_statement(statement):
-                db.execute(statement)
-                statement = ""
-
-
-@contextlib.contextmanager
-def _read_connection(db_path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection beside the gallery's own: reads never take the write lock (WAL)."""
-    conn = sqlite3.connect(f"file:{existing_store(db_path)}?mode=ro", uri=True, timeout=30)
-    try:
-        check_health(conn, db_path)
-        yield conn
-    finally:
-        conn.close()
-
-
 def _lock_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".lock")
 
@@ -234,8 +185,8 @@ class _ProgressBar(tqdm):
 
 
 def _done_hashes(db_path: Path) -> set[str]:
-    with _read_connection(db_path) as conn:
-        return {row[0] for row in conn.execute("SELECT content_hash FROM files WHERE status = 'done'")}
+    with StoreReader(db_path) as store:
+        return store.done_hashes()
 
 
 # ================================================================================================ worker side
@@ -493,9 +444,8 @@ def _store_outcome(gallery: Gallery, outcome: FileOutcome) -> bool:
 
     Returns False when another run stored the same content first (nothing is written then).
     """
-    with gallery.transaction() as db:
-        row = db.execute("SELECT status FROM files WHERE content_hash = ?", (outcome.content_hash,)).fetchone()
-        if row is not None and row[0] == "done":
+    with gallery.transaction():
+        if gallery.file_status(outcome.content_hash) == "done":
             return False
         if outcome.error is not None:
             gallery.set_file_status(outcome.path, outcome.content_hash, "failed", outcome.error)
@@ -508,11 +458,9 @@ def _store_outcome(gallery: Gallery, outcome: FileOutcome) -> bool:
                                              end=float(rec.end), track_id=rec.track_id, paired_with=paired)
             if rec.modality == "face":
                 face_ids[rec.track_id] = obs_id
-                db.execute("INSERT INTO library_faces VALUES (?, ?, ?, ?, ?, ?)", (obs_id, *rec.best))
+                gallery.add_face_box(obs_id, rec.best)
             elif rec.words:
-                db.execute("INSERT INTO library_words VALUES (?, ?)", (obs_id, json.dumps(rec.words)))
-                db.execute("INSERT INTO library_text (text, observation_id) VALUES (?, ?)",
-                           ("".join(w[2] for w in rec.words).strip(), obs_id))
+                gallery.add_words(obs_id, rec.words)
         note = "; ".join(outcome.warnings) or None
         gallery.set_file_status(outcome.path, outcome.content_hash, "done", note)
     return True
@@ -551,7 +499,6 @@ def process_collection(inputs: Iterable[str | Path], db_path: str | Path, cfg: C
     try:
         with writer_lock(db_path, lcfg.lock_timeout_seconds):
             try:
-                ensure_library_tables(gallery)
                 done = _done_hashes(db_path)
                 bar = _ProgressBar(total=len(paths), unit="file", desc="avid process", lock_path=_lock_path(db_path),
                                    disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
@@ -654,16 +601,8 @@ def _write_all(gallery: Gallery, outcomes: Iterator[FileOutcome], summary: Summa
 def library_contents(db: str | Path) -> dict:
     """Everything the library stored, in a canonical order without row ids or times: two stores that processed the
     same files hold equal contents, however the work was split, interrupted or resumed."""
-    with _read_connection(Path(db).expanduser()) as conn:
-        files = sorted(conn.execute("SELECT content_hash, status, error FROM files").fetchall())
-        observations = sorted(conn.execute(
-            "SELECT o.content_hash, o.modality, o.track_id, round(o.start, 3), round(o.end, 3), o.embedding, "
-            "o.backend, (SELECT p.track_id FROM observations p WHERE p.id = o.paired_with), "
-            "(SELECT json_array(round(time, 3), round(x1, 1), round(y1, 1), round(x2, 1), round(y2, 1)) "
-            " FROM library_faces WHERE observation_id = o.id) "
-            "FROM observations o WHERE o.content_hash IN (SELECT content_hash FROM files)").fetchall(),
-            key=lambda r: tuple("" if v is None else str(v) for v in r[:5]))
-    return {"files": files, "observations": observations}
+    with StoreReader(Path(db).expanduser()) as store:
+        return store.library_contents()
 
 
 def compare_contents(a: dict, b: dict, atol: float = 1e-4) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +13,13 @@ import numpy as np
 
 from ..config import Config, load_config
 from ..errors import AvidError, NoContentError, StoreError
-from ..identity.store import Gallery, companion, existing_store, from_blob
+from ..identity.store import Gallery, StoreReader, companion, existing_store
+from ..identity.store.reader import ObservationPlace
 from ..intervals import merge_intervals
 from ..pipeline.models import Models
 from ..private import write_private_text
 from ..types import JsonResult
-from .collection import _models_for, _read_connection
+from .collection import _models_for
 from .index import FaissIndex, Index, build_index
 
 
@@ -89,9 +89,9 @@ def search(db: str | Path, image: Optional[str] = None, audio: Optional[str] = N
             StoreError(f"{what} has no face or voice observations to search with")
     min_score = {"face": scfg.min_face_score, "voice": scfg.min_voice_score}
     hits: list[Hit] = []
-    with _read_connection(db) as conn:
+    with StoreReader(db) as store:
         for modality, vectors in queries.items():
-            index = library_index(db, conn, modality, cfg)
+            index = library_index(store, modality, cfg)
             if index is None:
                 continue
             if index.dim != vectors.shape[1]:
@@ -103,7 +103,7 @@ def search(db: str | Path, image: Optional[str] = None, audio: Optional[str] = N
                 for score, obs_id in zip(row_scores, row_ids):
                     if obs_id >= 0 and score >= min_score[modality]:
                         best[int(obs_id)] = max(best.get(int(obs_id), -1.0), float(score))
-            hits.extend(_group_by_file(conn, best, modality))
+            hits.extend(_group_by_file(store.observation_places(list(best)), best, modality))
     hits.sort(key=lambda h: -h.score)
     return hits[:top_k]
 
@@ -152,81 +152,54 @@ def search_text(db: str | Path, text: str, person: Optional[str] = None, top_k: 
     db = existing_store(Path(db).expanduser())
     cfg = cfg or load_config()
     top_k = top_k or cfg.library.search.top_k
-    with _read_connection(db) as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        if "library_text" not in tables:
+    with StoreReader(db) as store:
+        if not store.has_text_index():
             return []
-        sql = ("SELECT o.source, w.words, p.name, c.cluster_id, snippet(library_text, 0, '[', ']', '...', 12), "
-               "bm25(library_text) AS rank FROM library_text t JOIN observations o ON o.id = t.observation_id "
-               "JOIN library_words w ON w.observation_id = o.id LEFT JOIN people p ON p.id = o.person_id "
-               "LEFT JOIN library_clusters c ON c.observation_id = o.id WHERE library_text MATCH ?")
-        params: list = [_fts_phrase(text)]
-        if person is not None:
-            if conn.execute("SELECT 1 FROM people WHERE name = ?", (person,)).fetchone() is None:
-                raise StoreError(f"no person named {person!r} in the gallery (see `avid people list`)", db)
-            sql += " AND p.name = ?"
-            params.append(person)
-        rows = conn.execute(sql + " ORDER BY rank LIMIT ?", params + [int(top_k)]).fetchall()
+        phrase = _fts_phrase(text)
+        if person is not None and not store.has_person_named(person):
+            raise StoreError(f"no person named {person!r} in the gallery (see `avid people list`)", db)
+        matches = store.text_matches(phrase, person, int(top_k))
     hits = []
-    for source, words, name, cluster, snippet, rank in rows:
-        speaker = name or (f"unknown cluster {cluster}" if cluster is not None else "unknown")
-        hits += [TextHit(source, start, end, speaker, snippet, float(rank))
-                 for start, end in _phrase_spans(json.loads(words), text)]
+    for match in matches:
+        speaker = match.person or (f"unknown cluster {match.cluster}" if match.cluster is not None else "unknown")
+        hits += [TextHit(match.source, start, end, speaker, match.snippet, match.rank)
+                 for start, end in _phrase_spans(match.words, text)]
     return hits
 
 
-_LIBRARY_ROWS = ("FROM observations o JOIN files f ON f.content_hash = o.content_hash AND f.status = 'done' "
-                 "WHERE o.modality = ?")
-
-
-def library_index(db: Path, conn: sqlite3.Connection, modality: str, cfg: Config) -> Optional[Index]:
+def library_index(store: StoreReader, modality: str, cfg: Config) -> Optional[Index]:
     """A nearest-neighbour index over the library's observations of one modality; its ids are observation ids.
 
     Small libraries are searched exactly. A large library's FAISS index is kept in ``<db>-index/`` (private) and
     rebuilt only when the set of observations changes, so a search does not rebuild it.
     """
-    count, max_id, id_total = conn.execute(f"SELECT count(*), max(o.id), total(o.id) {_LIBRARY_ROWS}",
-                                           (modality,)).fetchone()
+    count, max_id, id_total = store.library_signature(modality)
     if not count:
         return None
     if count < cfg.index.faiss_min_size:
-        return build_index(*_library_vectors(conn, modality), cfg=cfg, exact=True)
-    folder = companion(db, "index")
+        return build_index(*store.library_vectors(modality), cfg=cfg, exact=True)
+    folder = companion(store.path, "index")
     path, key_path = folder / f"{modality}.faiss", folder / f"{modality}.key"
     key = json.dumps({"count": count, "max_id": max_id, "id_total": id_total, "index": cfg.index.to_dict()},
                      sort_keys=True)
     if path.exists() and key_path.exists() and key_path.read_text() == key:
         return FaissIndex.load(path, cfg.index)
-    index = build_index(*_library_vectors(conn, modality), cfg=cfg, exact=False)
+    index = build_index(*store.library_vectors(modality), cfg=cfg, exact=False)
     folder.mkdir(mode=0o700, exist_ok=True)
     index.save(path)
     write_private_text(key_path, key)
     return index
 
 
-def _library_vectors(conn: sqlite3.Connection, modality: str) -> tuple[np.ndarray, np.ndarray]:
-    """(vectors, observation ids) of the library's observations of one modality."""
-    rows = conn.execute(f"SELECT o.id, o.embedding, o.dim {_LIBRARY_ROWS} ORDER BY o.id", (modality,)).fetchall()
-    return (np.stack([from_blob(r[1], r[2]) for r in rows]), np.array([r[0] for r in rows], dtype=np.int64))
-
-
-def _group_by_file(conn: sqlite3.Connection, best: dict[int, float], modality: str) -> list[Hit]:
-    """One hit per file from the matching observations ({observation id: score})."""
-    rows = []
-    ids = list(best)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        rows += conn.execute("SELECT o.id, f.path, o.content_hash, o.start, o.end, p.name FROM observations o "
-                             "JOIN files f ON f.content_hash = o.content_hash LEFT JOIN people p ON p.id = o.person_id "
-                             f"WHERE o.id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-    by_file: dict[str, list] = defaultdict(list)
-    for row in rows:
-        by_file[row[2]].append(row)
+def _group_by_file(places: list[ObservationPlace], best: dict[int, float], modality: str) -> list[Hit]:
+    """One hit per file from the matching observations ({observation id: score}) and where they are."""
+    by_file: dict[str, list[ObservationPlace]] = defaultdict(list)
+    for place in places:
+        by_file[place.content_hash].append(place)
     hits = []
     for digest, group in by_file.items():
-        names = {r[5] for r in group} - {None}
-        hits.append(Hit(file=group[0][1], modality=modality, score=max(best[r[0]] for r in group),
-                        ranges=merge_intervals([(r[3] or 0.0, r[4] or 0.0) for r in group]), content_hash=digest,
+        names = {p.person for p in group} - {None}
+        hits.append(Hit(file=group[0].path, modality=modality, score=max(best[p.id] for p in group),
+                        ranges=merge_intervals([(p.start or 0.0, p.end or 0.0) for p in group]), content_hash=digest,
                         person=", ".join(sorted(names)) or None))
     return hits
-

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +13,9 @@ import numpy as np
 
 from ..config import Config, load_config
 from ..errors import AvidError, StoreError
-from ..identity.store import Gallery, companion, existing_store, from_blob
+from ..identity.store import Gallery, LibraryObservations, StoreReader, companion, existing_store
 from ..private import private_output
 from ..types import JsonResult, Person
-from .collection import _read_connection, ensure_library_tables
 
 
 @dataclass
@@ -33,40 +31,6 @@ class UnknownCluster(JsonResult):
     def to_dict(self) -> dict:
         return {"cluster": self.id, "faces": self.n_face, "voices": self.n_voice, "files": self.files,
                 "thumbnail": self.thumbnail}
-
-
-# ================================================================================================ search
-
-
-@dataclass
-class _LibraryObservations:
-    """The library's observations of one modality, as a matrix with their file, times and names."""
-
-    ids: np.ndarray
-    vectors: np.ndarray
-    sources: list[str]
-    hashes: list[str]
-    spans: np.ndarray             # (n, 2) start, end
-    names: list[Optional[str]]
-
-
-def _library_observations(conn: sqlite3.Connection, modality: str, unnamed_only: bool = False
-                          ) -> _LibraryObservations:
-    sql = ("SELECT o.id, o.embedding, o.dim, f.path, o.content_hash, o.start, o.end, p.name FROM observations o "
-           "JOIN files f ON f.content_hash = o.content_hash AND f.status = 'done' "
-           "LEFT JOIN people p ON p.id = o.person_id WHERE o.modality = ?")
-    if unnamed_only:
-        sql += " AND o.person_id IS NULL"
-    rows = conn.execute(sql + " ORDER BY o.id", (modality,)).fetchall()
-    if not rows:
-        return _LibraryObservations(np.zeros(0, np.int64), np.zeros((0, 0), np.float32), [], [],
-                                    np.zeros((0, 2)), [])
-    return _LibraryObservations(
-        ids=np.array([r[0] for r in rows], dtype=np.int64),
-        vectors=np.stack([from_blob(r[1], r[2]) for r in rows]),
-        sources=[r[3] for r in rows], hashes=[r[4] for r in rows],
-        spans=np.array([(r[5] or 0.0, r[6] or 0.0) for r in rows], dtype=np.float64),
-        names=[r[7] for r in rows])
 
 
 # ================================================================================================ unknown people
@@ -95,23 +59,18 @@ def unknown_clusters(db: str | Path, cfg: Config) -> list[UnknownCluster]:
     db = existing_store(Path(db).expanduser())
     ucfg = cfg.library.unknown
     with contextlib.closing(Gallery(db)) as gallery:
-        ensure_library_tables(gallery)
-        with _read_connection(db) as conn:
-            faces = _library_observations(conn, "face", unnamed_only=True)
-            voices = _library_observations(conn, "voice", unnamed_only=True)
-            pairs = dict(conn.execute("SELECT id, paired_with FROM observations WHERE modality = 'voice' AND "
-                                      "person_id IS NULL AND paired_with IS NOT NULL").fetchall())
-            boxes = {r[0]: r[1:] for r in conn.execute("SELECT * FROM library_faces")}
+        with StoreReader(db) as store:
+            faces = store.library_observations("face", unnamed_only=True)
+            voices = store.library_observations("voice", unnamed_only=True)
+            pairs = store.voice_face_pairs()
+            boxes = store.face_boxes()
         face_labels = _cluster(faces.vectors, ucfg.face_threshold)
         voice_labels = _cluster(voices.vectors, ucfg.voice_threshold)
         groups = _join_face_voice(faces, face_labels, voices, voice_labels, pairs, ucfg.min_cooccurrence)
         groups = [g for g in groups if len(g[0]) + len(g[1]) >= ucfg.min_cluster_size]
         groups.sort(key=lambda g: (-(len(g[0]) + len(g[1])), min(list(faces.ids[g[0]]) + list(voices.ids[g[1]]))))
-        with gallery.transaction() as tx:
-            tx.execute("DELETE FROM library_clusters")
-            tx.executemany("INSERT INTO library_clusters VALUES (?, ?)",
-                           [(int(obs), cid) for cid, (f, v) in enumerate(groups, 1)
-                            for obs in list(faces.ids[f]) + list(voices.ids[v])])
+        gallery.replace_clusters({cid: list(faces.ids[f]) + list(voices.ids[v])
+                                  for cid, (f, v) in enumerate(groups, 1)})
     thumbs_dir = companion(db, "thumbnails")
     clusters = []
     for cid, (f_rows, v_rows) in enumerate(groups, 1):
@@ -123,7 +82,7 @@ def unknown_clusters(db: str | Path, cfg: Config) -> list[UnknownCluster]:
     return clusters
 
 
-def _join_face_voice(faces: _LibraryObservations, face_labels: np.ndarray, voices: _LibraryObservations,
+def _join_face_voice(faces: LibraryObservations, face_labels: np.ndarray, voices: LibraryObservations,
                      voice_labels: np.ndarray, pairs: dict[int, int], min_share: float
                      ) -> list[tuple[list[int], list[int]]]:
     """Groups of (face rows, voice rows): each face cluster, with the voice clusters mostly heard with it."""
@@ -150,7 +109,7 @@ def _join_face_voice(faces: _LibraryObservations, face_labels: np.ndarray, voice
     return [(rows, joined.get(label, [])) for label, rows in face_groups.items()] + [([], rows) for rows in alone]
 
 
-def _thumbnail(faces: _LibraryObservations, rows: list[int], boxes: dict, path: Path, size: int) -> Optional[str]:
+def _thumbnail(faces: LibraryObservations, rows: list[int], boxes: dict, path: Path, size: int) -> Optional[str]:
     """A JPEG of the cluster's most typical face (closest to its mean), cut from its source; None if unreadable."""
     vectors = faces.vectors[rows]
     centre = vectors.mean(axis=0)
@@ -214,26 +173,19 @@ def name_cluster(db: str | Path, cluster_id: int, name: str, cfg: Optional[Confi
 
     db = existing_store(Path(db).expanduser())
     with contextlib.closing(Gallery(db)) as gallery:
-        ensure_library_tables(gallery)
-        with gallery.transaction() as tx:
-            ids = [r[0] for r in tx.execute("SELECT c.observation_id FROM library_clusters c JOIN observations o "
-                                            "ON o.id = c.observation_id WHERE c.cluster_id = ? AND "
-                                            "o.person_id IS NULL", (int(cluster_id),))]
-            if not ids:
-                raise StoreError(f"no unknown cluster {cluster_id} (run `avid people unknown` to list them)", db)
+        with gallery.transaction():
+            ids = _cluster_members(gallery, db, cluster_id)
             person = gallery.find_person(name) or gallery.add_person(name)
             count = gallery.assign(ids, person.id)
-            tx.execute("DELETE FROM library_clusters WHERE cluster_id = ?", (int(cluster_id),))
+            gallery.remove_cluster(cluster_id)
             refresh_z_prototypes(gallery, [person.id])    # when a shared model is trained, its z prototype too
             learn_from_library(gallery, cfg or load_config())
         return gallery.person(person.name), count
 
 
-def _cluster_members(tx: sqlite3.Connection, db: Path, cluster_id: int) -> list[int]:
+def _cluster_members(gallery: Gallery, db: Path, cluster_id: int) -> list[int]:
     """The unnamed observations of an unknown cluster as last listed; StoreError when there are none."""
-    ids = [r[0] for r in tx.execute("SELECT c.observation_id FROM library_clusters c JOIN observations o ON o.id = "
-                                    "c.observation_id WHERE c.cluster_id = ? AND o.person_id IS NULL",
-                                    (int(cluster_id),))]
+    ids = gallery.cluster_members(cluster_id)
     if not ids:
         raise StoreError(f"no unknown cluster {cluster_id} (run `avid people unknown` to list them)", db)
     return ids
@@ -247,11 +199,10 @@ def merge_clusters(db: str | Path, src: int, dst: int) -> int:
     if int(src) == int(dst):
         raise StoreError("cannot merge a cluster into itself", db)
     with contextlib.closing(Gallery(db)) as gallery:
-        ensure_library_tables(gallery)
-        with gallery.transaction() as tx:
-            _cluster_members(tx, db, dst)
-            moved = _cluster_members(tx, db, src)
-            tx.execute("UPDATE library_clusters SET cluster_id = ? WHERE cluster_id = ?", (int(dst), int(src)))
+        with gallery.transaction():
+            _cluster_members(gallery, db, dst)
+            moved = _cluster_members(gallery, db, src)
+            gallery.merge_clusters(src, dst)
     companion(db, "thumbnails").joinpath(f"cluster-{int(src)}.jpg").unlink(missing_ok=True)
     return len(moved)
 
@@ -261,10 +212,9 @@ def dismiss_cluster(db: str | Path, cluster_id: int) -> int:
     voice), with their boxes and words, so that they are neither listed nor found again. Returns how many."""
     db = existing_store(Path(db).expanduser())
     with contextlib.closing(Gallery(db)) as gallery:
-        ensure_library_tables(gallery)
-        with gallery.transaction() as tx:
-            ids = _cluster_members(tx, db, cluster_id)
-            tx.executemany("DELETE FROM observations WHERE id = ? AND person_id IS NULL", [(i,) for i in ids])
+        with gallery.transaction():
+            ids = _cluster_members(gallery, db, cluster_id)
+            gallery.delete_unnamed(ids)
     companion(db, "thumbnails").joinpath(f"cluster-{int(cluster_id)}.jpg").unlink(missing_ok=True)
     return len(ids)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import Config
-from ..identity.store import check_health, existing_store, store_error
+from ..identity.store import StoreReader, existing_store, store_error
 
 
 def exposure_warning(host: str) -> Optional[str]:
@@ -36,16 +36,11 @@ def open_store(db: str | Path) -> Path:
     db = existing_store(Path(db).expanduser(), "no such library (process files into it first: avid process DIR "
                                                 "--db ...)")
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-        try:
-            check_health(conn, db)
-            if conn.execute("SELECT count(*) FROM sqlite_master WHERE name IN ('people', 'observations', "
-                            "'files')").fetchone()[0] != 3:
+        with StoreReader(db) as store:       # refuses a damaged store
+            if not {"people", "observations", "files"} <= store.tables():
                 from ..errors import StoreError
 
                 raise StoreError("not an avid library or gallery", db)
-        finally:
-            conn.close()
     except sqlite3.Error as exc:
         raise store_error(exc, db) from None
     return db

@@ -129,27 +129,27 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
     # ------------------------------------------------------------------------------------------ pages
     @app.get("/")
     def home():
-        with store() as conn:
-            payload = data.summary(db, conn)
+        with store() as reader:
+            payload = data.summary(db, reader)
             payload["store"] = str(db)
-            payload["recordings"] = [r.__dict__ for r in data.recordings(conn, int(scfg.recordings_per_page))]
+            payload["recordings"] = [r.__dict__ for r in data.recordings(reader, int(scfg.recordings_per_page))]
         return page("home.html", payload)
 
     @app.get("/progress")
     def progress():
-        with store() as conn:
-            return jsonify(data.progress(db, conn))
+        with store() as reader:
+            return jsonify(data.progress(db, reader))
 
     @app.get("/people")
     def people():
-        with store() as conn:
-            return page("people.html", {"people": data.people(conn)})
+        with store() as reader:
+            return page("people.html", {"people": data.people(reader)})
 
     @app.get("/people/<int:person_id>")
     def person(person_id: int):
-        with store() as conn:
-            found = data.person(conn, person_id)
-            others = [p for p in data.people(conn) if p["id"] != person_id] if found else []
+        with store() as reader:
+            found = data.person(reader, person_id)
+            others = [p for p in data.people(reader) if p["id"] != person_id] if found else []
         if found is None:
             abort(404)
         return page("person.html", found, others=others)
@@ -159,10 +159,10 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
         per_page = int(scfg.clusters_per_page)
         number = request.args.get("page", "1")
         number = int(number) if number.isdigit() and int(number) > 0 else 1
-        with store() as conn:
-            found = data.clusters(conn, int(scfg.faces_per_cluster), int(scfg.voices_per_cluster))
-            names = [p["name"] for p in data.people(conn)]
-            unnamed = conn.execute("SELECT count(*) FROM observations WHERE person_id IS NULL").fetchone()[0]
+        with store() as reader:
+            found = data.clusters(reader, int(scfg.faces_per_cluster), int(scfg.voices_per_cluster))
+            names = [p["name"] for p in data.people(reader)]
+            unnamed = reader.unnamed_count()
         shown = found[(number - 1) * per_page:number * per_page]     # a page of them: a big library has hundreds
         return page("unknown.html", {"clusters": [c.to_dict() for c in shown], "unnamed": unnamed,
                                      "total": len(found), "page": number, "first": (number - 1) * per_page + 1,
@@ -170,8 +170,8 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
 
     @app.get("/recordings/<int:file_id>")
     def recording(file_id: int):
-        with store() as conn:
-            found = data.recording(conn, file_id)
+        with store() as reader:
+            found = data.recording(reader, file_id)
         if found is None:
             abort(404)
         try:
@@ -184,8 +184,8 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
     @app.get("/media/<int:file_id>")
     def media(file_id: int):
         """A library file by its id (Range requests: the player seeks); 404 unless the store records it."""
-        with store() as conn:
-            path = data.file_path(conn, file_id)
+        with store() as reader:
+            path = data.file_path(reader, file_id)
         if path is None or data.media_kind(path) == "":
             abort(404)
         if not os.path.isfile(path):
@@ -198,8 +198,8 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
     def face(obs_id: int):
         cached = thumbs.get(obs_id)
         if cached is None:
-            with store() as conn:
-                where = data.face_source(conn, obs_id)
+            with store() as reader:
+                where = data.face_source(reader, obs_id)
             if where is None:
                 abort(404)
             cached = clips.face_jpeg(where[0], where[1], int(cfg.library.unknown.thumbnail_size))
@@ -210,8 +210,8 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
 
     @app.get("/voices/<int:obs_id>.wav")
     def voice(obs_id: int):
-        with store() as conn:
-            where = data.voice_source(conn, obs_id)
+        with store() as reader:
+            where = data.voice_source(reader, obs_id)
         if where is None:
             abort(404)
         clip = clips.voice_wav(where[0], where[1], where[2], float(scfg.clip_seconds))
@@ -249,9 +249,9 @@ def create_app(db: str | Path, cfg: Config, token: str, upload_dir: Optional[Pat
                 raise AvidError("choose a photo or a voice clip to search with")
         except AvidError as err:
             payload["error"], status = err.problem, 400
-        with store() as conn:
-            ids = data.file_ids_by_path(conn)
-            names = [p["name"] for p in data.people(conn)]
+        with store() as reader:
+            ids = data.file_ids_by_path(reader)
+            names = [p["name"] for p in data.people(reader)]
         for hit in payload["hits"] + payload["text_hits"]:
             hit["file_id"] = ids.get(hit["file"])
             hit["name"] = Path(hit["file"]).name

@@ -1,24 +1,7 @@
-"""The gallery: known people, their face and voice observations, prototypes and the shared model, in one SQLite file.
+"""The gallery: known people, their face and voice observations, prototypes and the shared model.
 
-One embedded database file holds everything, so a gallery can be copied, backed up or deleted as a unit. It is
-created private to the user (file 0600, a directory it creates 0700), runs in WAL mode so readers never block on a
-writer, and every change happens inside one transaction: a failed enrolment leaves nothing half-written.
-
-Tables (schema version in ``meta``):
-
-- ``people``: one row per named person.
-- ``observations``: one embedding each, of a face or a voice, from a source file and time range. ``person_id`` is
-  NULL for unnamed observations (the batch library). A voice observation may point at the face observation it was
-  heard with (``paired_with``): the two belong to the same person, which the shared model learns from.
-- ``prototypes``: one vector per person per matching space: ``face`` and ``voice`` (mean raw embeddings), and in
-  the shared code ``z`` (face and voice together), ``z_face`` and ``z_voice`` (each alone). Raw prototypes are
-  kept current on every change; the z ones come with the trained model.
-- ``model``: the current shared-model checkpoint (bytes) and its metadata.
-- ``files``: processed inputs by content hash and status, for the batch library to resume from.
-
-Deleting a person deletes every row of theirs (foreign keys cascade), with ``secure_delete`` on and the WAL
-checkpointed, so their bytes do not linger in the file. The shared model, whose weights were fitted with their data,
-is dropped too and must be retrained.
+The tables themselves are in avid/identity/store/schema.py; the library's records in the same file are read and
+written by avid/identity/store/library.py (mixed into ``Gallery``) and reader.py (read-only).
 """
 from __future__ import annotations
 
@@ -26,85 +9,19 @@ import contextlib
 import json
 import os
 import sqlite3
-import time
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..errors import DISK_FULL, AvidError, DiskFullError, StoreError
-from ..types import Match, Person
-from ..vectors import unit_mean, unit_rows
-
-SCHEMA_VERSION = 2
-APP_ID = 0x61766964          # "avid": marks the file as ours (PRAGMA application_id)
-MODALITIES = ("face", "voice")
-SPACES = ("face", "voice", "z", "z_face", "z_voice")
-DB_ENV = "AVID_DB"
-DB_FILENAME = "gallery.db"
-
-_SCHEMA_V1 = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE people (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    created TEXT NOT NULL
-);
-CREATE TABLE files (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL,
-    content_hash TEXT NOT NULL UNIQUE,
-    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
-    processed_at TEXT,
-    error TEXT
-);
-CREATE TABLE observations (
-    id INTEGER PRIMARY KEY,
-    person_id INTEGER REFERENCES people(id) ON DELETE CASCADE,
-    modality TEXT NOT NULL CHECK (modality IN ('face', 'voice')),
-    source TEXT NOT NULL,
-    content_hash TEXT,
-    start REAL,
-    end REAL,
-    track_id INTEGER,
-    paired_with INTEGER REFERENCES observations(id) ON DELETE SET NULL,
-    embedding BLOB NOT NULL,
-    backend TEXT NOT NULL,
-    dim INTEGER NOT NULL,
-    created TEXT NOT NULL
-);
-CREATE INDEX observations_person ON observations(person_id, modality);
-CREATE INDEX observations_hash ON observations(content_hash);
-CREATE TABLE prototypes (
-    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-    space TEXT NOT NULL CHECK (space IN ('face', 'voice', 'z', 'z_face', 'z_voice')),
-    vector BLOB NOT NULL,
-    dim INTEGER NOT NULL,
-    PRIMARY KEY (person_id, space)
-);
-CREATE TABLE model (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    checkpoint BLOB NOT NULL,
-    metadata TEXT NOT NULL,
-    created TEXT NOT NULL
-);
-"""
-
-# Migrations from version N to N+1, applied in order inside one transaction when an older database is opened (and
-# after the version 1 schema when a new one is created).
-_MIGRATIONS: dict[int, str] = {
-    # 2: observations learned from the library (avid/identity/learning.py) say how (JSON provenance); a person's rejected
-    # ones are remembered so that they are never learned again.
-    1: """
-ALTER TABLE observations ADD COLUMN learned TEXT;
-CREATE TABLE rejections (
-    observation_id INTEGER NOT NULL REFERENCES observations(id) ON DELETE CASCADE,
-    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-    PRIMARY KEY (observation_id, person_id)
-)""",
-}
+from ...errors import DISK_FULL, DiskFullError, StoreError
+from ...types import Match, Person
+from ...vectors import unit_mean, unit_rows
+from . import schema
+from .base import (CACHES, MODALITIES, SPACES, check_health, clean_name, companion, default_path, from_blob,
+                   name_key, now, remove_store, store_error, to_blob)
+from .library import LibraryRecords
 
 
 @dataclass
@@ -124,115 +41,13 @@ class Observation:
     track_id: Optional[int] = None
     paired_with: Optional[int] = None
     person: Optional[str] = None      # the person's name, when named
-    learned: Optional[dict] = None    # how it was learned from the library (avid/identity/learning.py); None: enrolled/named
+    learned: Optional[dict] = None    # how it was learned from the library (avid.identity.learning); None:
+                                      # enrolled or named
 
 
-MAX_NAME_LENGTH = 200
-CACHES = ("index", "thumbnails")   # folders beside a store that the library fills and can always rebuild
-
-
-def companion(db: Path, kind: str) -> Path:
-    """A cache folder beside the store: ``<store file name>-<kind>/`` (the whole name, so that ``lib.db`` and
-    ``lib.sqlite`` in one folder never share one)."""
-    return Path(db).with_name(f"{Path(db).name}-{kind}")
-
-
-def clean_name(name: str) -> str:
-    """A person's name as stored: Unicode NFC, spaces collapsed; StoreError for an empty or overlong name or one
-    holding control characters (a line break in a name would forge rows of listings and subtitle cues)."""
-    name = unicodedata.normalize("NFC", str(name)).strip()
-    if not name:
-        raise StoreError("a person's name cannot be empty")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
-        raise StoreError(f"a person's name cannot hold control characters or line breaks: {name!r}")
-    if len(name) > MAX_NAME_LENGTH:
-        raise StoreError(f"a person's name is at most {MAX_NAME_LENGTH} characters (got {len(name)})")
-    return " ".join(name.split())
-
-
-def name_key(name: str) -> str:
-    """What makes two names the same person's: NFC and case folded."""
-    return unicodedata.normalize("NFC", " ".join(str(name).split())).casefold()
-
-
-def default_path() -> Path:
-    """The gallery file: $AVID_DB if set, else ``gallery.db`` in the user's data directory for avid."""
-    if os.environ.get(DB_ENV):
-        return Path(os.environ[DB_ENV]).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("avid")) / DB_FILENAME
-
-
-def _run_script(db: sqlite3.Connection, script: str) -> None:
-    """Run ``;``-separated statements inside the current transaction (``executescript`` would commit first)."""
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def to_blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
-def from_blob(blob: bytes, dim: int) -> np.ndarray:
-    vector = np.frombuffer(blob, dtype="<f4")
-    if vector.size != dim:
-        raise StoreError(f"stored vector has {vector.size} values, expected {dim} (database damaged?)")
-    return vector.astype(np.float32)
-
-
-DAMAGED = "the database is damaged ({}); avid will neither read nor write it: restore it from a backup"
-
-
-def store_error(exc: sqlite3.Error, path: Path) -> AvidError:
-    """What a SQLite failure means to the user, as one line: a full disk, a damaged file, or not a store at all.
-    SQLITE_FULL is also looked for behind the error it caused (a ROLLBACK after SQLite rolled back itself)."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, sqlite3.Error) and (getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-                                                 or "database or disk is full" in str(cause)):
-            return DiskFullError("disk full: the change was not stored, nothing before it is lost (free space and "
-                                 "run again)", path)
-        cause = cause.__context__
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code == sqlite3.SQLITE_CORRUPT or "malformed" in str(exc):
-        return StoreError(DAMAGED.format(exc), path)
-    if code == sqlite3.SQLITE_NOTADB or "not a database" in str(exc):
-        return StoreError(f"not an avid gallery database ({exc})", path)
-    return StoreError(f"database error ({exc})", path)
-
-
-def check_health(db: sqlite3.Connection, path: Path) -> None:
-    """Refuse a damaged store before anything reads or writes it (SQLite's quick_check of every page)."""
-    try:
-        verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        verdict = str(exc)
-    if verdict != "ok":
-        raise StoreError(DAMAGED.format(" ".join(verdict.replace("*** in database main ***", "").split())), path)
-
-
-def existing_store(path: Path, what: str = "no such library (process files into it first: avid process DIR "
-                                           "--db ...)") -> Path:
-    """``path`` when a store is there; StoreError saying ``what`` otherwise: reading never creates a store."""
-    if not Path(path).exists():
-        raise StoreError(what, path)
-    return Path(path)
-
-
-def remove_store(path: Path) -> None:
-    """Remove a store file with SQLite's companions (its write-ahead log and shared-memory index)."""
-    for name in (path.name, path.name + "-wal", path.name + "-shm"):
-        path.with_name(name).unlink(missing_ok=True)
-
-
-class Gallery:
-    """People, observations, prototypes and the shared model in one SQLite file (see the module docstring)."""
+class Gallery(LibraryRecords):
+    """A store opened to read and write: people, observations, prototypes, the shared model and (LibraryRecords)
+    the library's records, in one SQLite file (see avid.identity.store)."""
 
     def __init__(self, path: str | Path | None = None, timeout: float = 30.0):
         self.path = Path(path).expanduser() if path is not None else default_path()
@@ -291,42 +106,28 @@ class Gallery:
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA secure_delete = ON")   # deleted rows are overwritten, not just unlinked
         db.execute("PRAGMA busy_timeout = 30000")
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = schema.table_names(db)
         if not tables:
             db.execute("PRAGMA journal_mode = WAL")
             with self.transaction():
-                if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                if not schema.is_empty(db):
                     return self._check_version()  # created concurrently by another process
-                _run_script(db, _SCHEMA_V1)
-                for version in range(1, SCHEMA_VERSION):
-                    _run_script(db, _MIGRATIONS[version])
-                db.execute(f"PRAGMA application_id = {APP_ID}")
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?), ('created', ?)",
-                           (str(SCHEMA_VERSION), _now()))
+                schema.create(db, now())
             return
-        if "meta" not in tables or db.execute("PRAGMA application_id").fetchone()[0] != APP_ID:
+        if not schema.is_ours(db, tables):
             raise StoreError("not an avid gallery database (it holds other tables)", self.path)
         check_health(db, self.path)
         self._check_version()
         db.execute("PRAGMA journal_mode = WAL")
 
     def _check_version(self) -> None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
+        version = schema.stored_version(self._db)
+        if version > schema.SCHEMA_VERSION:
             raise StoreError(f"database schema version {version} is newer than this avid supports "
-                             f"({SCHEMA_VERSION}); upgrade avid to use it", self.path)
-        if version < SCHEMA_VERSION:
-            self._migrate(version)
-
-    def _migrate(self, version: int) -> None:
-        with self.transaction():
-            while version < SCHEMA_VERSION:
-                if version not in _MIGRATIONS:
-                    raise StoreError(f"cannot migrate database schema version {version}", self.path)
-                _run_script(self._db, _MIGRATIONS[version])
-                version += 1
-            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+                             f"({schema.SCHEMA_VERSION}); upgrade avid to use it", self.path)
+        if version < schema.SCHEMA_VERSION:
+            with self.transaction():
+                schema.migrate(self._db, version, self.path)
 
     def close(self) -> None:
         self._db.close()
@@ -380,7 +181,7 @@ class Gallery:
             if same is not None:
                 also = "" if same.name == name else f" as {same.name!r}"
                 raise StoreError(f"a person named {name!r} already exists{also} (use --add to add to them)")
-            created = _now()
+            created = now()
             cursor = db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, created))
         return Person(id=int(cursor.lastrowid), name=name, created=created)
 
@@ -493,7 +294,7 @@ class Gallery:
                 "INSERT INTO observations (person_id, modality, source, content_hash, start, end, track_id, "
                 "paired_with, embedding, backend, dim, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (person_id, modality, str(source), content_hash, start, end, track_id, paired_with,
-                 to_blob(vector), backend, int(vector.size), _now()))
+                 to_blob(vector), backend, int(vector.size), now()))
             if person_id is not None:
                 self.refresh_prototypes(person_id, modality)
         return int(cursor.lastrowid)
@@ -540,7 +341,8 @@ class Gallery:
     # ------------------------------------------------------------------------------------------ prototypes
     def assign(self, observation_ids: Sequence[int], person: int | str) -> int:
         """Give observations (e.g. a cluster of unnamed ones) to a person; returns how many changed. The person's raw
-        prototypes are updated; their z prototype is left for avid.identity.training.refresh_z_prototypes or training."""
+        prototypes are updated; their z prototype is left for avid.identity.training.refresh_z_prototypes or
+        training."""
         with self.transaction() as db:
             person_id = self._person_id(person)
             changed = db.executemany("UPDATE observations SET person_id = ? WHERE id = ?",
@@ -659,7 +461,7 @@ class Gallery:
         with self.transaction() as db:
             db.execute("INSERT INTO model VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
                        "checkpoint = excluded.checkpoint, metadata = excluded.metadata, created = excluded.created",
-                       (checkpoint, json.dumps(metadata, sort_keys=True), _now()))
+                       (checkpoint, json.dumps(metadata, sort_keys=True), now()))
             db.execute("DELETE FROM prototypes WHERE space LIKE 'z%'")
             for space, vectors in prototypes.items():
                 self.set_prototypes(space, vectors)
@@ -681,4 +483,4 @@ class Gallery:
             db.execute("INSERT INTO files (path, content_hash, status, processed_at, error) VALUES (?, ?, ?, ?, ?) "
                        "ON CONFLICT(content_hash) DO UPDATE SET path = excluded.path, status = excluded.status, "
                        "processed_at = excluded.processed_at, error = excluded.error",
-                       (str(path), content_hash, status, _now(), error))
+                       (str(path), content_hash, status, now(), error))
