@@ -9,12 +9,13 @@ videos (``talking_photo``, ``talking_photo_manifest``). Without data: made-up em
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from avid.config import Config
+from avid.evaluation.identification import ManifestRow
 from avid.io import media
 from tests import media as synthetic
 
@@ -69,12 +70,16 @@ def chimeric_manifest(data: Path, out_dir: Path, seed: int) -> Path:
             rows.append(("unknown_face", "face", "test", str(photo)))
     for speech in strangers:
         rows.append((f"speaker_{speech.stem.split('-')[0]}", "voice", "test", halves(speech, out_dir)[1]))
-    manifest = out_dir / "chimeric.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as fh:
+    return _write_manifest(out_dir / "chimeric.csv", rows)
+
+
+def _write_manifest(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    """The CSV `avid eval ident` reads: one row per file, the columns of ManifestRow."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["person", "modality", "role", "path"])
+        writer.writerow([f.name for f in fields(ManifestRow)])
         writer.writerows(rows)
-    return manifest
+    return path
 
 
 def talking_photo(photo: Path, cfg: Config) -> tuple[synthetic.Portrait, float]:
@@ -128,12 +133,7 @@ def talking_photo_manifest(data: Path, out_dir: Path, seed: int, cfg: Config) ->
     for k, (photo, speech) in enumerate(zip(unknown, strangers)):
         behind = people[names[int(rng.integers(len(names)))]][0]
         rows.append(("unknown_face", "video", "test", video(photo, halves(speech, out_dir)[1], behind, f"unknown_{k}")))
-    manifest = out_dir / "talking_photos.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["person", "modality", "role", "path"])
-        writer.writerows(rows)
-    return manifest
+    return _write_manifest(out_dir / "talking_photos.csv", rows)
 
 
 # ------------------------------------------------------------------------------------- made-up people, no data

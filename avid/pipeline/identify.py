@@ -210,18 +210,18 @@ def enroll(gallery: Gallery, name: str, images: Sequence[str | Path] = (), audio
     if track is not None and len(videos) != 1:
         raise AvidError("--track picks a face track of one video: give exactly one --video with it")
     check_new(gallery, name, add)
+    paths = [*images, *audios, *videos]
     models = models or Models(cfg)
     evidence = [evidence_from(p, cfg, models, given_as="image") for p in images]
     evidence += [evidence_from(p, cfg, models, given_as="audio") for p in audios]
     evidence += [evidence_from(p, cfg, models, track=track, given_as="video") for p in videos]
-    for path, item in zip(list(images) + list(audios) + list(videos), evidence):
+    for path, item in zip(paths, evidence):
         digest = content_hash(path)   # stored with enrolled observations only: queries need no second read
         for source in (item.face_source, item.voice_source):
             if source:
                 source["content_hash"] = digest
     enrolment = enroll_evidence(gallery, name, evidence, add, cfg)
-    enrolment.choices = [{"source": str(p), **e.choice}
-                         for p, e in zip(list(images) + list(audios) + list(videos), evidence) if e.choice is not None]
+    enrolment.choices = [{"source": str(p), **e.choice} for p, e in zip(paths, evidence) if e.choice is not None]
     return enrolment
 
 
