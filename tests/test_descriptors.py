@@ -82,3 +82,11 @@ def test_a_dead_descriptor_process_leaves_the_embeddings_to_this_one(two_speaker
     assert len(killed.face_tracks) == len(plain.face_tracks) == 2
     for a, b in zip(killed.face_tracks, plain.face_tracks):
         np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-6)
+
+
+def test_the_descriptor_process_imports_neither_torch_nor_scipy():
+    """It starts beside the parent's model loading: what it imports is start-up time on the other core."""
+    code = ("import sys, avid.faces.descriptors; "
+            "print(' '.join(m for m in ('torch', 'scipy', 'cv2', 'av') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []

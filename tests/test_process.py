@@ -183,3 +183,14 @@ def test_a_photo_decoded_reduced_gives_boxes_in_its_own_pixels(synthetic, tmp_pa
     boxes = [ingest.process_file(synthetic.write_image(tmp_path / f"{name}.png", image), cfg, models)
              .face_tracks[0].detections[0].box for name, image in (("small", small), ("big", big))]
     assert np.allclose(np.array(boxes[1]) / 6, boxes[0], atol=6)
+
+
+def test_a_missing_voice_model_fails_the_video_with_its_path(talking_video, tmp_path):
+    """The voice models load in the audio thread, beside the face work: their error still ends the input."""
+    from avid.errors import ModelError
+
+    missing = tmp_path / "no_such_campplus.pt"
+    cfg = load_config(overrides={"voice": {"encoder": {"campplus_weights": str(missing)}}})
+    with pytest.raises(ModelError) as error:
+        ingest.process_file(talking_video, cfg, models=Models(cfg))
+    assert str(missing) in str(error.value)

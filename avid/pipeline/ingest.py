@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -34,20 +34,20 @@ def process_file(path: str | Path, cfg: Config, models: Models | None = None,
     """
     models = models or Models(cfg)
     info = media.probe(path, max_pixels=cfg.media.max_image_pixels)
+    if transcribe and info.has_audio:
+        models.transcriber          # loaded first, so that a missing model is said before any work
     result = IngestResult(media=info, face_backend=models.face_encoder.name, face_dim=models.face_encoder.dim)
-    if info.has_audio:
-        result.voice_backend, result.voice_dim = models.voice_encoder.name, models.voice_encoder.dim
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="avid-audio") as pool:
-        # The audio runs on the second core while the main thread works through the frames.
-        if transcribe and info.has_audio:
-            models.transcriber      # loaded here, so that a missing model is said before any work
+        # The audio runs on the second core, loading its own models, while the main thread loads the detector
+        # and works through the frames.
         speech = pool.submit(_speech, path, cfg, models, transcribe, language) if info.has_audio else None
         if info.kind == "image":
             result.face_tracks = _image_faces(path, info, cfg, models)
         elif info.has_video:
-            result.face_tracks = _video_faces(path, info, cfg, models, progress)
+            result.face_tracks = _video_faces(path, info, cfg, models, progress, speech)
         if speech is not None:
             result.speech_regions, analysis, result.energy, transcript = speech.result()
+            result.voice_backend, result.voice_dim = models.voice_encoder.name, models.voice_encoder.dim
             result.voice_windows, result.segmentation = analysis.windows, analysis.segmentation
             if transcript is not None:
                 result.words = transcript.words
@@ -70,8 +70,9 @@ def _image_faces(path, info: MediaInfo, cfg: Config, models: Models) -> list[Fac
     return [FaceTrack(id=i, detections=[d], embedding=e) for i, (d, e) in enumerate(zip(detections, embeddings))]
 
 
-def _video_faces(path, info: MediaInfo, cfg: Config, models: Models,
-                 progress: ProgressCallback | None) -> list[FaceTrack]:
+def _video_faces(path, info: MediaInfo, cfg: Config, models: Models, progress: ProgressCallback | None,
+                 speech: Future | None = None) -> list[FaceTrack]:
+    """The face tracks of a video; stops early with the audio's error (a missing voice model, corrupt audio)."""
     from ..faces import FaceTracker
 
     background = models.face_background          # started first: it loads its model beside ours
@@ -88,6 +89,8 @@ def _video_faces(path, info: MediaInfo, cfg: Config, models: Models,
         if progress and batch:
             progress(batch[-1].time, info.duration)
         batch.clear()
+        if speech is not None and speech.done() and speech.exception() is not None:
+            raise speech.exception()
 
     frames = timed_iter("decode video", media.iter_frames(path, cfg.media.frame_rate,
                                                          max_side=cfg.media.detect_max_side,
