@@ -107,6 +107,16 @@ def test_iter_frames_are_rgb(talking_video):
     assert suit[0] > suit[2] + 80
 
 
+def test_iter_frames_within_stretches_gives_their_frames_as_a_full_read_would(talking_video):
+    """Stretches far apart are reached by seeking: the frames (times and pixels) are those of reading everything."""
+    within = [(0.5, 1.0), (1.1, 1.3), (5.0, 6.0), (7.9, 30.0)]
+    read = list(media.iter_frames(talking_video, 25.0, gray=True, within=within))
+    everything = [f for f in media.iter_frames(talking_video, 25.0, gray=True)
+                  if any(a <= f.time < b for a, b in within)]
+    assert [f.time for f in read] == [f.time for f in everything] and len(read) > 40
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(read, everything))
+
+
 def test_abandoning_iter_frames_does_not_hang(talking_video):
     """Taking the first frame and dropping the generator, many times, in a child process that must finish."""
     code = ("import sys\nfrom avid.io import media\nfor _ in range(300):\n"

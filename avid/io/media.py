@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import MediaError
+from ..intervals import merge_intervals
 from ..types import Frame, MediaInfo
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -31,6 +32,8 @@ Image.MAX_IMAGE_PIXELS = None
 
 # A decoded video may end this much before its declared duration without being called truncated.
 TRUNCATION_TOLERANCE_SECONDS = 1.0
+# Stretches of a video read on their own (iter_frames ``within``) further apart than this are reached by seeking.
+SEEK_GAP_SECONDS = 2.0
 
 
 def media_kind(path: str | Path) -> str:
@@ -143,7 +146,7 @@ def iter_frames(path: str | Path, fps: float, max_side: int | None = None, threa
         declared_end = (float((stream.duration + (stream.start_time or 0)) * stream.time_base)
                         if stream.duration is not None and stream.time_base is not None else None)
         try:
-            for frame in container.decode(stream):
+            for frame in _decoded(container, stream, within):
                 if frame.pts is None or frame.time is None:
                     continue
                 t = float(frame.time)
@@ -166,9 +169,29 @@ def iter_frames(path: str | Path, fps: float, max_side: int | None = None, threa
             where = f" after {last_time:.2f}s" if last_time is not None else ""
             raise MediaError(f"video is corrupt or truncated{where} ({exc.__class__.__name__})", path) from None
         # A file cut short with its index intact decodes cleanly but ends early.
-        if declared_end and (last_time or 0.0) < declared_end - TRUNCATION_TOLERANCE_SECONDS:
+        if within is None and declared_end and (last_time or 0.0) < declared_end - TRUNCATION_TOLERANCE_SECONDS:
             raise MediaError(f"video is truncated: frames stop at {last_time or 0.0:.2f}s of {declared_end:.2f}s",
                              path)
+
+
+def _decoded(container, stream, within: Sequence[tuple[float, float]] | None) -> Iterator:
+    """The video stream's decoded frames: all of them, or with ``within`` the stretches' frames (and perhaps a few
+    around them): it seeks to the key frame before each stretch further than SEEK_GAP_SECONDS on, rather than
+    decoding the whole video up to it."""
+    if within is None:
+        yield from container.decode(stream)
+        return
+    position = 0.0
+    for start, end in merge_intervals(within, gap=SEEK_GAP_SECONDS):
+        if start - position > SEEK_GAP_SECONDS:
+            container.seek(int(start / stream.time_base), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            yield frame
+            if frame.time is not None and frame.time >= end:
+                position = float(frame.time)
+                break
+        else:
+            return                          # the end of the video
 
 
 def iter_audio(path: str | Path, sample_rate: int = 16000, chunk_seconds: float = 30.0) -> Iterator[np.ndarray]:
