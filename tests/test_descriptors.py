@@ -44,7 +44,7 @@ def test_the_child_ends_when_its_parent_is_killed(tmp_path):
     script = textwrap.dedent("""
         import os, sys, time
         from avid.faces.descriptors import BackgroundDescriptors
-        from avid.faces.embed import DLIB_DESCRIPTOR_FILE, dlib_model_path
+        from avid.faces.dlib_files import DLIB_DESCRIPTOR_FILE, dlib_model_path
 
         background = BackgroundDescriptors(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)), 0)
         background.submit([]).result()

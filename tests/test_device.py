@@ -73,3 +73,20 @@ def test_on_a_gpu_each_network_agrees_with_the_cpu(synthetic):
     window[0, :len(audio)] = audio[:160000]
     x, y = (load_segmentation(cfg).log_probs(window) for cfg in (gpu, cpu))
     assert np.abs(np.exp(x) - np.exp(y)).max() < 1e-3
+
+
+def test_every_model_factory_sets_the_configured_threads():
+    """torch and OpenCV keep one thread count per process: whichever model loads first sets it from `threads`."""
+    code = ("import sys, cv2, torch\n"
+            "from avid.config import load_config\n"
+            "from avid.voice.embed import get_voice_encoder\n"
+            "cfg = load_config(overrides={'threads': {'torch': int(sys.argv[1]), 'opencv': int(sys.argv[2])}})\n"
+            "get_voice_encoder(cfg)\n"
+            "print(torch.get_num_threads(), cv2.getNumThreads())")
+    import subprocess
+    import sys
+
+    for torch_threads, opencv_threads in ((1, 1), (2, 3)):
+        out = subprocess.run([sys.executable, "-c", code, str(torch_threads), str(opencv_threads)],
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert out == [str(torch_threads), str(opencv_threads)]

@@ -169,6 +169,29 @@ def test_batches_frames_of_different_sizes_in_order(detector, astronaut):
     assert counts == [1, 0, 1, 0]
 
 
+def test_key_frames_find_the_same_faces_between_them(detector, astronaut):
+    """Between key frames the faces of the last key frame are found again (R- and O-net on their boxes): a face
+    that moved is followed, with the box and landmarks a full detection gives; one that appears is found at the
+    next key frame, and a frame of a new size is a key frame."""
+    from avid.faces.detect import KeyframeDetection
+
+    blank = np.zeros_like(astronaut)
+    frames = [Frame(i, i * 0.2, np.roll(astronaut, 6 * i, axis=1)) for i in range(6)]
+    frames[0] = Frame(0, 0.0, blank)                         # nobody at the first key frame ...
+    frames.append(Frame(7, 1.4, cv2.resize(astronaut, (astronaut.shape[1] // 2, astronaut.shape[0] // 2))))
+    full = detector.detect(frames)
+    keyed = KeyframeDetection(detector, every=2).detect(frames)
+    assert [len(found) for found in full] == [0, 1, 1, 1, 1, 1, 1]
+    assert [len(found) for found in keyed] == [0, 0, 1, 1, 1, 1, 1]    # ... so the face of frame 1 waits for 2
+    for a, b in zip(full[2:], keyed[2:]):
+        assert iou(a[0].box, b[0].box) > 0.9
+        assert np.abs(a[0].landmarks - b[0].landmarks).max() < 4
+    # Batches of any size give the same answer: the last key frame's faces carry over.
+    tracker = KeyframeDetection(detector, every=2)
+    in_pieces = [found for piece in (frames[:3], frames[3:4], frames[4:]) for found in tracker.detect(piece)]
+    assert [[d.box for d in found] for found in in_pieces] == [[d.box for d in found] for found in keyed]
+
+
 # ---------------------------------------------------------------------------------------------- encoders
 
 def test_dlib_embeddings_are_unit_float32_and_same_face_is_closer(encoder, detector, astronaut, hopper):

@@ -333,7 +333,7 @@ def _portrait(path, synthetic):
     import cv2
     import dlib
 
-    from avid.faces.embed import dlib_shape_predictor
+    from avid.faces.dlib_files import dlib_shape_predictor
     from avid.io import media
 
     image = media.load_image(path)

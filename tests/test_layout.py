@@ -20,7 +20,7 @@ LAYERS = [
 ]
 LAYER_OF = {room: depth for depth, rooms in enumerate(LAYERS) for room in rooms}
 # The foundation every room stands on, one room: the records, configuration, errors and small shared helpers.
-BASE = {"types", "config", "errors", "vectors", "intervals", "device", "weights", "private", "children", "stages",
+BASE = {"types", "config", "errors", "vectors", "intervals", "device", "threads", "weights", "private", "children", "stages",
         "__init__"}
 
 # The records' convenience methods (IngestResult.write, LabelResult.to_json / write_rttm / ...) hand the work to

@@ -17,6 +17,7 @@ import torch
 
 from ..config import Config
 from ..device import resolve_device
+from ..threads import limit_threads
 from ..types import FaceDetection, Frame
 from .mtcnn import apply_regression, batched_nms, generate_boxes, load_nets, to_square
 
@@ -34,19 +35,29 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
 
     Returns per image (boxes (k, 5): x1, y1, x2, y2, probability; landmarks (k, 5, 2)) in image pixels.
     """
-    pnet, rnet, onet = load_nets(device)
-    n, height, width = images.shape[:3]
-    # Stage 1: the P-net slides over a pyramid of scales, from faces of min_face_size up to the whole image.
+    boxes, image_index = _propose(images, min_face_size, thresholds[0], factor, device)
+    return refine_candidates(images, boxes, image_index, thresholds, device)
+
+
+def _propose(images: np.ndarray, min_face_size: float, threshold: float, factor: float,
+             device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 1: the P-net slides over a pyramid of scales, from faces of min_face_size up to the whole image.
+    Returns the square candidate boxes (k, 5: x1, y1, x2, y2, score) and the image index of each."""
+    pnet, _, _ = load_nets(device)
+    height, width = images.shape[1:3]
     scales, scale, side = [], 12.0 / min_face_size, min(height, width) * 12.0 / min_face_size
     while side >= 12:
         scales.append(scale)
         scale, side = scale * factor, side * factor
     boxes, image_index = [], []
+    level = images
     for scale in scales:
+        # Each level is shrunk from the one before (area averaging both times): a third of the work of shrinking
+        # the frame again at every scale, for the same pyramid up to rounding.
         size = (int(width * scale + 1), int(height * scale + 1))
-        level = np.stack([cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in images])
+        level = np.stack([cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in level])
         regression, probability = (out.cpu() for out in pnet(_as_net_input(level, device)))
-        found, index = generate_boxes(regression, probability[:, 1], scale, thresholds[0])
+        found, index = generate_boxes(regression, probability[:, 1], scale, threshold)
         keep = batched_nms(found[:, :4], found[:, 4], index, 0.5)
         boxes.append(found[keep])
         image_index.append(index[keep])
@@ -57,6 +68,14 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
     boxes = to_square(torch.stack([boxes[:, 0] + boxes[:, 5] * span_x, boxes[:, 1] + boxes[:, 6] * span_y,
                                    boxes[:, 2] + boxes[:, 7] * span_x, boxes[:, 3] + boxes[:, 8] * span_y,
                                    boxes[:, 4]], dim=1))
+    return boxes, image_index
+
+
+def refine_candidates(images: np.ndarray, boxes: torch.Tensor, image_index: torch.Tensor, thresholds: list[float],
+                      device: str = "cpu") -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stages 2 and 3 on candidate boxes (k, >= 4: x1, y1, x2, y2, ...) of ``images``: the P-net's, or the faces
+    found in an earlier frame. Returns per image (boxes (k, 5) with probability, landmarks (k, 5, 2))."""
+    _, rnet, onet = load_nets(device)
     # Stage 2: the R-net rescores each candidate on a 24x24 crop and refines its box.
     if len(boxes):
         regression, probability = _run_bucketed(rnet, _crops(images, boxes, image_index, 24), device)
@@ -80,7 +99,7 @@ def run_mtcnn(images: np.ndarray, min_face_size: float, thresholds: list[float],
         keep = batched_nms(boxes[:, :4], boxes[:, 4], image_index, 0.7, overlap="min")
         boxes, image_index, landmarks = boxes[keep], image_index[keep], landmarks[keep]
     boxes, landmarks, image_index = boxes.numpy(), landmarks.numpy(), image_index.numpy()
-    return [(boxes[image_index == i], landmarks[image_index == i]) for i in range(n)]
+    return [(boxes[image_index == i], landmarks[image_index == i]) for i in range(len(images))]
 
 
 def _run_bucketed(net, crops: np.ndarray, device: str, bucket: int = 32) -> tuple[torch.Tensor, ...]:
@@ -105,12 +124,6 @@ def _crops(images: np.ndarray, boxes: torch.Tensor, image_index: torch.Tensor, s
         if x2[k] > x1[k] and y2[k] > y1[k]:
             crops[k] = cv2.resize(images[i, y1[k]:y2[k], x1[k]:x2[k]], (size, size), interpolation=cv2.INTER_AREA)
     return crops
-
-
-def set_torch_threads(threads: int) -> None:
-    """Give torch ``threads`` CPU threads; 0 keeps torch's default (one per core)."""
-    if threads > 0 and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
 
 
 def frontalness(landmarks: np.ndarray) -> float:
@@ -153,22 +166,44 @@ class FaceDetector:
         self.batch_size = max(1, int(settings.batch_size))
         self.image_max_side = int(settings.image_max_side)
         self.full_quality_size = float(settings.full_quality_size)
-        set_torch_threads(int(settings.threads))
+        limit_threads(cfg)
         self.device = resolve_device(cfg.device)
         load_nets(self.device)                          # load now, not on the first frame
 
     def detect(self, frames: list[Frame]) -> list[list[FaceDetection]]:
         """Faces in each frame, in the same order. Consecutive frames of one size are run as one batch."""
-        results: list[list[FaceDetection]] = []
-        start = 0
+        return [found for start, end in self._batches(frames) for found in self._detect_batch(frames[start:end])]
+
+    def find_again(self, frames: list[Frame], earlier: list[list[FaceDetection]]) -> list[list[FaceDetection]]:
+        """The faces of ``earlier`` (per frame: detections from a frame shortly before it) in each frame, by the R-
+        and O-nets alone on their boxes: a face that moved a little is found with its new box and landmarks, one
+        that left is not, and a new face is not looked for."""
+        return [found for start, end in self._batches(frames)
+                for found in self._find_again_batch(frames[start:end], earlier[start:end])]
+
+    def _batches(self, frames: list[Frame]) -> list[tuple[int, int]]:
+        """(start, end) of runs of consecutive frames of one size, at most batch_size long."""
+        runs, start = [], 0
         while start < len(frames):
             shape = frames[start].image.shape
             end = start + 1
             while end < len(frames) and end - start < self.batch_size and frames[end].image.shape == shape:
                 end += 1
-            results.extend(self._detect_batch(frames[start:end]))
+            runs.append((start, end))
             start = end
-        return results
+        return runs
+
+    def _find_again_batch(self, frames: list[Frame], earlier: list[list[FaceDetection]]) -> list[list[FaceDetection]]:
+        images = np.stack([_as_rgb(f.image) for f in frames])
+        boxes = [(d.box[0] / f.scale, d.box[1] / f.scale, d.box[2] / f.scale, d.box[3] / f.scale, d.probability)
+                 for f, found in zip(frames, earlier) for d in found]
+        image_index = [i for i, found in enumerate(earlier) for _ in found]
+        if not boxes:
+            return [[] for _ in frames]
+        with torch.inference_mode():
+            found = refine_candidates(images, to_square(torch.tensor(boxes, dtype=torch.float32)),
+                                      torch.tensor(image_index), self.thresholds, self.device)
+        return [self._to_detections(frame, boxes, points) for frame, (boxes, points) in zip(frames, found)]
 
     def detect_image(self, image: np.ndarray) -> list[FaceDetection]:
         """Faces in one RGB photo, in its own pixels; large photos are downscaled for detection only."""
@@ -220,3 +255,40 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] in (3, 4):
         return image[..., :3]
     raise ValueError(f"face detection needs an (H, W, 3) RGB image, got shape {image.shape}")
+
+
+class KeyframeDetection:
+    """A video's sampled frames through MTCNN in full on every ``every``-th (key) frame; the frames between find
+    the faces of the last key frame again (``FaceDetector.find_again``), about a tenth of the work. A face that
+    comes into view is found at the next key frame, at most ``every - 1`` sampled frames late. ``every`` 1 runs
+    MTCNN in full on every frame. One per video: it remembers the last key frame's faces across batches."""
+
+    def __init__(self, detector: FaceDetector, every: int):
+        self.detector, self.every = detector, max(1, int(every))
+        self._last_key: list[FaceDetection] = []
+        self._shape: tuple | None = None
+
+    def detect(self, frames: list[Frame]) -> list[list[FaceDetection]]:
+        """Faces in each frame (consecutive sampled frames of one video, ``Frame.index`` counting from 0)."""
+        if self.every == 1 or not frames:
+            return self.detector.detect(frames)
+        # A frame whose size changes (a new stream) is a key frame: earlier boxes mean nothing in it.
+        is_key = []
+        for frame in frames:
+            shape = frame.image.shape
+            is_key.append(frame.index % self.every == 0 or shape != self._shape)
+            self._shape = shape
+        keys = [f for f, key in zip(frames, is_key) if key]
+        found_at_keys = iter(self.detector.detect(keys))
+        results: list[list[FaceDetection] | None] = []
+        earlier, between = [], []
+        for frame, key in zip(frames, is_key):
+            if key:
+                self._last_key = next(found_at_keys)
+                results.append(self._last_key)
+            else:
+                results.append(None)
+                between.append(frame)
+                earlier.append(self._last_key)
+        found_between = iter(self.detector.find_again(between, earlier))
+        return [found if found is not None else next(found_between) for found in results]

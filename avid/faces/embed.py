@@ -17,7 +17,6 @@ track and embed only the best of them. Models load once per process.
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 from abc import ABC, abstractmethod
 from functools import lru_cache
@@ -30,9 +29,11 @@ import torch
 from ..config import Config
 from ..device import resolve_device
 from ..errors import ConfigError, ModelError
+from ..threads import limit_threads
 from ..types import FaceDetection
 from ..vectors import unit_rows
 from ..weights import resolve
+from .dlib_files import DLIB_DESCRIPTOR_FILE, dlib_model_path, dlib_shape_predictor
 
 FACENET_WEIGHTS_NAME = "20180402-114759-vggface2.pt"
 FACENET_WEIGHTS_URL = f"https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/{FACENET_WEIGHTS_NAME}"
@@ -43,28 +44,6 @@ FACENET_WEIGHTS_URL = f"https://github.com/timesler/facenet-pytorch/releases/dow
 _DLIB_BOX_SHIFT_Y = 0.066
 _DLIB_BOX_PER_WIDTH = 1.10
 _DLIB_BOX_PER_HEIGHT = 0.82
-
-
-DLIB_DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"   # face-recognition-models' ResNet
-
-
-def dlib_model_path(file_name: str) -> Path:
-    """A model file shipped by face-recognition-models (found without importing it: it needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("face-recognition-models is not installed (pip install face-recognition-models)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / file_name
-    if not path.exists():
-        raise ModelError("model file missing from face-recognition-models (reinstall it)", path)
-    return path
-
-
-@lru_cache(maxsize=None)
-def dlib_shape_predictor(file_name: str):
-    """A dlib shape predictor from face-recognition-models, loaded once per process."""
-    import dlib
-
-    return dlib.shape_predictor(str(dlib_model_path(file_name)))
 
 
 def dlib_rect(detection: FaceDetection, scale: float = 1.0):
@@ -108,7 +87,6 @@ class DlibFaceEncoder(FaceEncoder):
     def __init__(self, cfg: Config):
         self.jitter = int(cfg.faces.encoder.dlib_jitter)
         self._shape_predictor = dlib_shape_predictor("shape_predictor_5_face_landmarks.dat")
-        self._model = _dlib_resnet()
 
     def chips(self, image: np.ndarray, detections: list[FaceDetection], scale: float = 1.0) -> list[np.ndarray]:
         import dlib
@@ -123,7 +101,8 @@ class DlibFaceEncoder(FaceEncoder):
     def embed_chips(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
             return np.zeros((0, self.dim), np.float32)
-        descriptors = self._model.compute_face_descriptor([np.ascontiguousarray(c) for c in chips], self.jitter)
+        # The ResNet loads on first use: with avid.faces.descriptors a video's chips are embedded in another process.
+        descriptors = _dlib_resnet().compute_face_descriptor([np.ascontiguousarray(c) for c in chips], self.jitter)
         return unit_rows(np.array(descriptors))
 
 
@@ -314,5 +293,6 @@ def get_face_encoder(cfg: Config) -> FaceEncoder:
     backend = cfg.faces.encoder.backend
     if backend not in ENCODERS:
         raise ConfigError(f"unknown faces.encoder.backend {backend!r} (choose from {', '.join(ENCODERS)})")
+    limit_threads(cfg)
     return ENCODERS[backend](cfg)
 

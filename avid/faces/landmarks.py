@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..types import FaceDetection
-from .embed import dlib_rect, dlib_shape_predictor
+from .dlib_files import MOUTH_PREDICTOR_FILE, dlib_shape_predictor
+from .embed import dlib_rect
 
 # Indices into dlib's 68 points (iBUG 300-W layout).
 _MOUTH_LEFT, _MOUTH_RIGHT = 48, 54
@@ -21,7 +22,7 @@ _CHIN = 8
 
 def _points(image: np.ndarray, detection: FaceDetection, scale: float) -> np.ndarray:
     """The 68 landmarks (x, y) of the face at ``detection``, in ``image`` pixels."""
-    predictor = dlib_shape_predictor("shape_predictor_68_face_landmarks.dat")
+    predictor = dlib_shape_predictor(MOUTH_PREDICTOR_FILE)
     shape = predictor(np.ascontiguousarray(image), dlib_rect(detection, scale))
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 

@@ -80,13 +80,14 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
 class FaissIndex:
     """An approximate FAISS index (inner product on normalised vectors) that maps its answers back to our ids."""
 
-    def __init__(self, dim: int, n_expected: int, cfg: Config):
+    def __init__(self, dim: int, n_expected: int, cfg: Config, threads: int = 0):
+        """``cfg`` is the ``index`` section; ``threads`` FAISS's OpenMP threads (0: its default, all cores)."""
         import faiss  # imported here: exact search must work without loading FAISS
 
         self._faiss = faiss
         self.dim, self.cfg = dim, cfg
-        if cfg.threads:
-            faiss.omp_set_num_threads(cfg.threads)
+        if threads:
+            faiss.omp_set_num_threads(threads)
         if cfg.type == "ivf":
             self.n_lists = max(1, min(int(cfg.ivf_lists_per_sqrt * math.sqrt(max(n_expected, 1))), n_expected // 39))
             quantizer = faiss.IndexFlatIP(dim)
@@ -157,11 +158,12 @@ def build_index(vectors: np.ndarray, ids: np.ndarray | None = None, cfg: Config 
     ``exact`` forces one kind. ``ids`` (int64) are what searches return; row numbers by default.
     """
     icfg = index_config(cfg)
+    threads = int(cfg.threads.faiss) if cfg is not None and "threads" in cfg else 0
     n = len(vectors)
     if exact if exact is not None else n < icfg.faiss_min_size:
         return ExactIndex(vectors, ids)
     ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
-    index = FaissIndex(vectors.shape[1], n, icfg)
+    index = FaissIndex(vectors.shape[1], n, icfg, threads)
     index.train(_training_sample(vectors, icfg))
     index.add(vectors, ids)
     return index

@@ -7,6 +7,7 @@ encoder. Nothing holds the whole video or the whole audio track, so memory stays
 from __future__ import annotations
 
 import contextlib
+import importlib
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,7 +37,20 @@ def process_file(path: str | Path, cfg: Config, models: Models | None = None,
     info = media.probe(path, max_pixels=cfg.media.max_image_pixels)
     if transcribe and info.has_audio:
         models.transcriber          # loaded first, so that a missing model is said before any work
+    if info.has_video:
+        # Started first, so that their loading overlaps the main thread's imports: dlib's descriptor process and
+        # its 68-point landmark model (which dlib reads without the GIL).
+        models.face_background
+        if cfg.faces.landmarks.mouth:
+            from ..faces.dlib_files import MOUTH_PREDICTOR_FILE, preload_shape_predictor
+
+            preload_shape_predictor(MOUTH_PREDICTOR_FILE)
     result = IngestResult(media=info, face_backend=models.face_encoder.name, face_dim=models.face_encoder.dim)
+    if info.has_audio:
+        # The audio thread's modules are imported here, before it starts: two threads importing one package at
+        # once (scipy: the face tracker's and the diarizer's) can leave one of them a half-made module.
+        for module in ("campplus", "embed", "segmentation_net", "speech", "vad"):
+            importlib.import_module(f"..voice.{module}", __package__)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="avid-audio") as pool:
         # The audio runs on the second core, loading its own models, while the main thread loads the detector
         # and works through the frames.
@@ -74,15 +88,16 @@ def _video_faces(path, info: MediaInfo, cfg: Config, models: Models, progress: P
                  speech: Future | None = None) -> list[FaceTrack]:
     """The face tracks of a video; stops early with the audio's error (a missing voice model, corrupt audio)."""
     from ..faces import FaceTracker
+    from ..faces.detect import KeyframeDetection
 
-    background = models.face_background          # started first: it loads its model beside ours
-    tracker = FaceTracker(cfg, models.face_encoder, background)
+    tracker = FaceTracker(cfg, models.face_encoder, models.face_background)
+    detector = KeyframeDetection(models.detector, cfg.faces.detector.key_frame_every)
     batch: list[Frame] = []
     batch_size = cfg.faces.detector.batch_size
 
     def flush() -> None:
         with stage("detect"):
-            found = models.detector.detect(batch)
+            found = detector.detect(batch)
         for frame, detections in zip(batch, found):
             with stage("track"):
                 tracker.update(frame, detections)
@@ -94,7 +109,7 @@ def _video_faces(path, info: MediaInfo, cfg: Config, models: Models, progress: P
 
     frames = timed_iter("decode video", media.iter_frames(path, cfg.media.frame_rate,
                                                          max_side=cfg.media.detect_max_side,
-                                                         threads=cfg.media.decode_threads))
+                                                         threads=cfg.threads.decode))
     for frame in _prefetch(frames, maxsize=2 * batch_size):
         batch.append(frame)
         if len(batch) == batch_size:

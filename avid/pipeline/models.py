@@ -22,7 +22,7 @@ class Models:
         """dlib's descriptors in a second process (avid.faces.descriptors), started on first use; None when off."""
         if self._background is None and self._wants_background:
             from ..faces.descriptors import BackgroundDescriptors
-            from ..faces.embed import DLIB_DESCRIPTOR_FILE, dlib_model_path
+            from ..faces.dlib_files import DLIB_DESCRIPTOR_FILE, dlib_model_path
 
             self._background = BackgroundDescriptors(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)),
                                                      int(self.cfg.faces.encoder.dlib_jitter))

@@ -119,7 +119,7 @@ class Transcriber:
         device = resolve_device(cfg.device)
         try:
             self.model = WhisperModel(str(folder), device=device, compute_type=str(opts.compute_type),
-                                      cpu_threads=int(opts.threads), num_workers=1)
+                                      cpu_threads=int(cfg.threads.transcribe), num_workers=1)
         except (RuntimeError, ValueError, OSError) as exc:
             # On a GPU, CTranslate2 also needs CUDA 12's cuBLAS and cuDNN 9 libraries, which torch may not bring.
             hint = " (on cuda CTranslate2 needs cuBLAS 12 and cuDNN 9; or set device: cpu)" if device == "cuda" else ""

@@ -34,7 +34,6 @@ from torch import nn
 from ..device import resolve_device
 from ..errors import ModelError, NoContentError
 from ..weights import load_checkpoint, resolve
-from .vad import torch_threads
 
 SAMPLE_RATE = 16000
 EMBEDDING_DIM = 192
@@ -286,7 +285,7 @@ def load_campplus(cfg) -> CAMPPlus:
 
 # -------------------------------------------------------------------------------------------------- embedding
 
-def embed_clips(model: CAMPPlus, clips: list[np.ndarray], batch_size: int, threads: int) -> np.ndarray:
+def embed_clips(model: CAMPPlus, clips: list[np.ndarray], batch_size: int) -> np.ndarray:
     """(n, 192) L2-normalised embeddings of variable-length 16 kHz float clips, in the order given.
 
     Clips are sorted by fbank length and batched only with clips of the same length, so nothing is padded (padding
@@ -300,7 +299,7 @@ def embed_clips(model: CAMPPlus, clips: list[np.ndarray], batch_size: int, threa
     out = np.zeros((len(clips), EMBEDDING_DIM), dtype=np.float32)
     order = sorted(range(len(clips)), key=lengths.__getitem__)
     device = next(model.parameters()).device       # the fbank is computed on the CPU, as CAM++ was trained
-    with torch_threads(threads), torch.inference_mode():
+    with torch.inference_mode():
         for _, same_length in itertools.groupby(order, key=lengths.__getitem__):
             same_length = list(same_length)
             for start in range(0, len(same_length), max(1, batch_size)):

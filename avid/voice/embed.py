@@ -22,9 +22,10 @@ import torch
 
 from ..device import resolve_device
 from ..errors import ConfigError, ModelError, NoContentError
+from ..threads import limit_threads
 from ..types import SpeechRegion
 from ..vectors import unit_mean
-from .vad import detect_speech, torch_threads
+from .vad import detect_speech
 
 SAMPLE_RATE = 16000          # the rate the network was trained at
 MEL_WINDOW = 400             # 25 ms FFT window
@@ -147,7 +148,6 @@ class VoiceEncoder:
         self.hop_seconds = float(embed_cfg.hop_seconds)
         self.min_window_seconds = float(embed_cfg.min_region_seconds)
         self.batch_size = int(embed_cfg.batch_size)
-        self.threads = int(cfg.voice.torch_threads)
         if not 0 < self.hop_seconds <= self.window_seconds:
             raise ConfigError(f"voice.embed.hop_seconds must be in (0, window_seconds], got {self.hop_seconds}")
         self._cfg = cfg
@@ -162,7 +162,7 @@ class VoiceEncoder:
         # Batches of equal length run without padding; a short window (a short region) runs with its own kind.
         order = sorted(range(len(mels)), key=lambda i: len(mels[i]))
         i = 0
-        with torch.inference_mode(), torch_threads(self.threads):
+        with torch.inference_mode():
             while i < len(order):
                 length = len(mels[order[i]])
                 batch = [order[i]]
@@ -250,7 +250,6 @@ class CamPlusPlusEncoder:
         self._cfg = cfg
         self.model = load_campplus(cfg)
         self.batch_size = int(cfg.voice.encoder.batch_size)
-        self.threads = int(cfg.voice.torch_threads)
         self.max_clip_seconds = float(cfg.voice.vad.max_region_seconds)
 
     def embed_utterance(self, audio: np.ndarray, trim_silence: bool = True) -> np.ndarray:
@@ -268,7 +267,7 @@ class CamPlusPlusEncoder:
         piece = int(self.max_clip_seconds * SAMPLE_RATE)
         pieces = [audio[i:i + piece] for i in range(0, len(audio), piece)]
         pieces = [p for p in pieces if len(p) >= MIN_SAMPLES]
-        vectors = embed_clips(self.model, pieces, self.batch_size, self.threads)
+        vectors = embed_clips(self.model, pieces, self.batch_size)
         weights = np.array([len(p) for p in pieces], dtype=np.float64)
         return unit_mean(vectors * weights[:, None])
 
@@ -287,7 +286,7 @@ class CamPlusPlusEncoder:
         usable = [i for i, piece in enumerate(pieces) if len(piece) >= MIN_SAMPLES]
         out: list[np.ndarray | None] = [None] * len(pieces)
         if usable:
-            vectors = embed_clips(self.model, [pieces[i] for i in usable], self.batch_size, self.threads)
+            vectors = embed_clips(self.model, [pieces[i] for i in usable], self.batch_size)
             for i, vector in zip(usable, vectors):
                 out[i] = vector
         return out
@@ -301,4 +300,5 @@ def get_voice_encoder(cfg):
     backend = str(cfg.voice.encoder.backend)
     if backend not in VOICE_ENCODERS:
         raise ConfigError(f"voice.encoder.backend must be one of {', '.join(VOICE_ENCODERS)}, got {backend!r}")
+    limit_threads(cfg)
     return VOICE_ENCODERS[backend](cfg)

@@ -32,6 +32,7 @@ from torch import nn
 from .. import weights
 from ..device import resolve_device
 from ..errors import ModelError
+from ..threads import limit_threads
 
 SAMPLE_RATE = 16000
 WHAT = "segmentation-3.0"
@@ -436,6 +437,7 @@ def load_segmentation(cfg) -> Segmentation:
     """The segmentation network named by ``cfg.voice.segmentation`` (weights path or null, sha256 or null),
     checked and loaded once per process (on ``cfg.device``); a ModelError (naming the file) if it is missing,
     damaged or foreign."""
+    limit_threads(cfg)
     seg_cfg = cfg.voice.segmentation
     path = weights.resolve(seg_cfg.weights, seg_cfg.sha256, PACKAGE, PACKAGED_FILE, install_hint=INSTALL_HINT,
                            what=WHAT)

@@ -165,7 +165,6 @@ class LocalSpeakerAnalyzer:
         if not 0 < self.step <= self.window:
             raise ConfigError(f"voice.segmentation.step_seconds must be in (0, {self.window}], got {self.step}")
         self.batch_size = int(settings.batch_size)
-        self.threads = int(cfg.voice.torch_threads)
         self.min_embed_seconds = float(settings.min_embed_seconds)
         self.max_embed_seconds = float(settings.max_embed_seconds)
         self.encoder = encoder
@@ -239,7 +238,6 @@ class LocalSpeakerAnalyzer:
         if not starts:
             return
         from .segmentation_net import speaker_probabilities, to_multilabel
-        from .vad import torch_threads
 
         audio = []
         for start in starts:
@@ -248,7 +246,7 @@ class LocalSpeakerAnalyzer:
         batch = np.zeros((len(starts), 1, self._window_samples), dtype=np.float32)
         for i, piece in enumerate(audio):
             batch[i, 0, :len(piece)] = piece       # the last window is padded with silence, as pyannote does
-        with stage("segmentation"), torch_threads(self.threads):
+        with stage("segmentation"):
             log_probs = self.model.log_probs(batch)
         activity = to_multilabel(log_probs, self.model.powerset).astype(np.uint8)
         probabilities = speaker_probabilities(log_probs, self.model.powerset)

@@ -16,7 +16,6 @@ the cheap RMS track that active-speaker association compares with mouth motion.
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -30,25 +29,6 @@ from ..weights import package_file
 WEBRTC_SAMPLE_RATES = (8000, 16000, 32000, 48000)
 WEBRTC_FRAME_MS = (10, 20, 30)
 INT16_MAX = 32767
-
-
-@contextmanager
-def torch_threads(count: int):
-    """Run torch with ``count`` intra-op threads inside the block, restoring the previous count after.
-
-    The voice networks are small recurrent nets: each step is a tiny matrix product, where thread
-    synchronisation costs more than it saves (with 2 threads on a 2-core machine: 1.5x slower when it is quiet,
-    up to 10x when other processes keep it busy).
-    """
-    previous = torch.get_num_threads()
-    if count <= 0 or count == previous:
-        yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _to_int16(audio: np.ndarray) -> np.ndarray:
@@ -134,7 +114,6 @@ class SpeechDetector:
             self.frame_samples = SileroNetwork.FRAME
             self._network = _silero_network()
             self._threshold = float(vad_cfg.threshold)
-            self._threads = int(cfg.voice.torch_threads)
             self._context = np.zeros(SileroNetwork.CONTEXT, dtype=np.float32)   # samples before the next frame
             self._state = None                                                  # the LSTM's (h, c)
         elif self.backend == "webrtc":
@@ -202,7 +181,7 @@ class SpeechDetector:
         with_context = np.lib.stride_tricks.sliding_window_view(flat, SileroNetwork.FRAME + SileroNetwork.CONTEXT)
         with_context = with_context[::SileroNetwork.FRAME][:len(frames)]
         self._context = flat[-SileroNetwork.CONTEXT:].copy()
-        with torch.inference_mode(), torch_threads(self._threads):
+        with torch.inference_mode():
             probability, self._state = self._network(torch.from_numpy(np.array(with_context)),
                                                      self._state)
         return probability.numpy() >= self._threshold
