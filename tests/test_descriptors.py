@@ -46,7 +46,7 @@ def test_the_child_ends_when_its_parent_is_killed(tmp_path):
         from avid.faces.descriptors import BackgroundDescriptors
         from avid.faces.dlib_files import DLIB_DESCRIPTOR_FILE, dlib_model_path
 
-        background = BackgroundDescriptors(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)), 0)
+        background = BackgroundDescriptors(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)), 0, 2.0)
         background.submit([]).result()
         print(*(p.pid for p in background._pool._processes.values()), flush=True)
         time.sleep(60)
@@ -90,3 +90,22 @@ def test_the_descriptor_process_imports_neither_torch_nor_scipy():
             "print(' '.join(m for m in ('torch', 'scipy', 'cv2', 'av') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == []
+
+
+def test_the_best_two_chips_are_embedded_first_and_the_rest_only_when_they_disagree():
+    from avid.faces.descriptors import embed_best_first
+
+    calls = []
+
+    def embed(chips):
+        calls.append(len(chips))
+        return np.stack([c / np.linalg.norm(c) for c in chips])
+
+    alike = [np.array([1.0, 0.0]), np.array([1.0, 0.1]), np.array([0.0, 1.0]), np.array([0.3, 1.0])]
+    assert len(embed_best_first(embed, alike, 0.97)) == 2 and calls == [2]       # cos 0.995: the two suffice
+    calls.clear()
+    apart = [alike[0], alike[2], alike[1], alike[3]]
+    assert len(embed_best_first(embed, apart, 0.97)) == 4 and calls == [2, 2]    # cos 0: all four are embedded
+    calls.clear()
+    assert len(embed_best_first(embed, alike, 2.0)) == 4                          # 2: never enough agreement
+    assert len(embed_best_first(embed, alike[:1], 0.97)) == 1

@@ -26,6 +26,7 @@ from ..config import Config
 from ..stages import stage
 from ..types import FaceDetection, FaceTrack, Frame
 from ..vectors import unit_mean, unit_rows
+from .descriptors import embed_best_first
 from .embed import FaceEncoder
 from .landmarks import mouth_openness
 
@@ -78,6 +79,7 @@ class FaceTracker:
         self.max_gap = float(settings.max_gap_seconds)
         self.min_detections = int(settings.min_track_detections)
         self.max_chips = max(1, int(settings.max_embed_crops))
+        self.chip_agreement = float(settings.chip_agreement)
         self.reappear_similarity = float(settings.reappear_similarity)
         self.short_gap = float(settings.short_gap_seconds)
         self.short_gap_similarity = float(settings.short_gap_similarity)
@@ -121,7 +123,7 @@ class FaceTracker:
         self._close_idle(float("inf"))
         for waiting in self._closed:
             if waiting.pending is not None:
-                waiting.track.embedding = unit_mean(self._background_result(waiting))
+                self._set_embedding(waiting, self._background_result(waiting))
                 waiting.pending, waiting.chips = None, []
         closed = self._merge_reappearances(self._closed)
         self._closed = []
@@ -173,7 +175,7 @@ class FaceTracker:
 
     def _close(self, open_track: _OpenTrack) -> _ClosedTrack:
         track = open_track.track
-        chips = [chip for _, _, chip in open_track.chips]
+        chips = [chip for _, _, chip in sorted(open_track.chips, key=lambda item: -item[0])]   # best first
         open_track.chips.clear()
         closed = _ClosedTrack(track, n_chips=len(chips), spans=[(track.start, track.end)])
         if self.background is not None:
@@ -182,9 +184,17 @@ class FaceTracker:
                 return closed
             except BrokenProcessPool:
                 self._lost_background()
-        with stage("face embed"):
-            track.embedding = unit_mean(self.encoder.embed_chips(chips))
+        self._set_embedding(closed, self._embed_here(chips))
         return closed
+
+    def _embed_here(self, chips: list[np.ndarray]) -> np.ndarray:
+        with stage("face embed"):
+            return embed_best_first(self.encoder.embed_chips, chips, self.chip_agreement)
+
+    @staticmethod
+    def _set_embedding(closed: _ClosedTrack, embeddings: np.ndarray) -> None:
+        """A track's embedding, the mean of its chips' (weighted by their count when tracks merge)."""
+        closed.track.embedding, closed.n_chips = unit_mean(embeddings), len(embeddings)
 
     def _lost_background(self) -> None:
         log.warning("the face-descriptor process died: embedding in this one")
@@ -198,8 +208,7 @@ class FaceTracker:
             except BrokenProcessPool:
                 if self.background is not None:
                     self._lost_background()
-        with stage("face embed"):
-            return self.encoder.embed_chips(waiting.chips)
+        return self._embed_here(waiting.chips)
 
     # ---------------------------------------------------------------------------------------------- merging
 

@@ -25,7 +25,8 @@ class Models:
             from ..faces.dlib_files import DLIB_DESCRIPTOR_FILE, dlib_model_path
 
             self._background = BackgroundDescriptors(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)),
-                                                     int(self.cfg.faces.encoder.dlib_jitter))
+                                                     int(self.cfg.faces.encoder.dlib_jitter),
+                                                     float(self.cfg.faces.tracker.chip_agreement))
         return self._background
 
     @property
