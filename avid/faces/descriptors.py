@@ -1,6 +1,6 @@
 """dlib face descriptors computed in a second process, beside the detection.
 
-dlib holds the GIL for the whole of each descriptor (about 65 ms of CPU), so a thread cannot run it beside the
+dlib holds the GIL for the whole of each descriptor (about 70 ms of CPU), so a thread cannot run it beside the
 MTCNN detection of the next frames; a process can. This module is all the child imports (numpy and dlib, not
 torch nor the rest of avid), so it starts in a fraction of a second, and it starts while the parent loads its own
 models. Only the dlib backend runs here: FaceNet runs in torch and SFace in OpenCV's DNN module, which both
@@ -22,8 +22,9 @@ _agreement = 2.0
 
 def embed_best_first(embed, chips: list[np.ndarray], agreement: float) -> np.ndarray:
     """Unit embeddings of a track's chips, best first: the two best, and the rest only when those two are less
-    alike than ``agreement`` (cosine). Two chips of a steady face that agree average to within 0.01 of all of them
-    (docs/speed.md); the rest would cost 65 ms of dlib apiece for nothing. ``embed`` maps chips to unit rows."""
+    alike than ``agreement`` (cosine). Two chips of a steady face that agree average to within cosine 0.006 of all
+    of them (scripts/calibrate_chip_agreement.py); the rest would cost about 70 ms of dlib apiece for that.
+    ``embed`` maps chips to unit rows."""
     first = embed(chips[:2])
     if len(chips) <= 2 or (len(first) == 2 and float(first[0] @ first[1]) >= agreement):
         return first

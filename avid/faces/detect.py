@@ -6,8 +6,9 @@ Detections come back in ORIGINAL frame pixels (box and five landmarks multiplied
 The three MTCNN stages follow facenet-pytorch's ``detect_face`` step for step (the nets and box helpers are in
 ``mtcnn.py``), with two changes for speed on CPU, where its per-candidate torch resizing took half the time: the
 image pyramid and the candidate crops are resized with OpenCV on uint8 images, and the nets run channels-last (their
-ceil-mode max-pooling is ~3x faster so): 1.3-1.6x faster in all. The faces found are the same; boxes differ by
-resampling alone (median 2 px on the Hamilton clip; tests/test_faces.py checks the agreement).
+ceil-mode max-pooling is ~3x faster so): 1.3-1.6x faster in all. Each pyramid level is shrunk from the one above it
+(a third of the resizing; docs/speed.md). The faces found are the same; boxes differ by resampling alone (median
+2 px on the Hamilton clip; tests/test_faces.py checks the agreement).
 """
 from __future__ import annotations
 
