@@ -22,7 +22,7 @@ _agreement = 2.0
 
 def embed_best_first(embed, chips: list[np.ndarray], agreement: float) -> np.ndarray:
     """Unit embeddings of a track's chips, best first: the two best, and the rest only when those two are less
-    alike than ``agreement`` (cosine). Two chips of a steady face that agree average to within cosine 0.006 of all
+    alike than ``agreement`` (cosine). Two chips of a steady face that agree average to within cosine 0.007 of all
     of them (scripts/calibrate_chip_agreement.py); the rest would cost about 70 ms of dlib apiece for that.
     ``embed`` maps chips to unit rows."""
     first = embed(chips[:2])

@@ -260,7 +260,8 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
 
 class KeyframeDetection:
     """A video's sampled frames through MTCNN in full on every ``every``-th (key) frame; the frames between find
-    the faces of the last key frame again (``FaceDetector.find_again``), about a tenth of the work. A face that
+    the faces of the last key frame again (``FaceDetector.find_again``: with ``every`` 2, detection took 2.63 s of
+    CPU against 3.28 s for the 60 s benchmark video, so a frame between costs about 60% of a full one). A face that
     comes into view is found at the next key frame, at most ``every - 1`` sampled frames late. ``every`` 1 runs
     MTCNN in full on every frame. One per video: it remembers the last key frame's faces across batches."""
 

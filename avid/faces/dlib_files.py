@@ -30,7 +30,8 @@ _predictors_lock = threading.Lock()
 
 def dlib_shape_predictor(file_name: str):
     """A dlib shape predictor from face-recognition-models, loaded once per process."""
-    return preload_shape_predictor(file_name).result()
+    loading = _predictors.get(file_name)         # called per detection: no lock once it is there
+    return (loading or preload_shape_predictor(file_name)).result()
 
 
 def preload_shape_predictor(file_name: str) -> Future:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..threads import limit_threads
 from ..types import EnergyTrack, SpeechRegion
 from ..weights import package_file
 
@@ -112,6 +113,7 @@ class SpeechDetector:
             if sample_rate != 16000:
                 raise ConfigError(f"the silero VAD needs 16000 Hz audio, got {sample_rate} Hz")
             self.frame_samples = SileroNetwork.FRAME
+            limit_threads(cfg)
             self._network = _silero_network()
             self._threshold = float(vad_cfg.threshold)
             self._context = np.zeros(SileroNetwork.CONTEXT, dtype=np.float32)   # samples before the next frame
