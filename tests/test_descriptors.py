@@ -46,7 +46,7 @@ def test_the_child_ends_when_its_parent_is_killed(tmp_path):
         from avid.faces.descriptors import BackgroundDescriptors
         from avid.faces.dlib_files import DLIB_DESCRIPTOR_FILE, dlib_model_path
 
-        background = BackgroundDescriptors(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)), 0, 2.0)
+        background = BackgroundDescriptors(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)), 0, 2.0, 1)
         background.submit([]).result()
         print(*(p.pid for p in background._pool._processes.values()), flush=True)
         time.sleep(60)

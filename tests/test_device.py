@@ -90,3 +90,21 @@ def test_every_model_factory_sets_the_configured_threads():
         out = subprocess.run([sys.executable, "-c", code, str(torch_threads), str(opencv_threads)],
                              capture_output=True, text=True, check=True).stdout.split()
         assert out == [str(torch_threads), str(opencv_threads)]
+
+
+def test_the_blas_libraries_get_the_configured_threads():
+    """numpy's OpenBLAS and dlib's (where dlib is built with one) are held to `threads.blas` once the face encoder
+    has loaded: by default a thread per core spins beside the other work."""
+    code = ("import sys, numpy as np, threadpoolctl\n"
+            "from avid.config import load_config\n"
+            "from avid.faces import get_face_encoder\n"
+            "cfg = load_config(overrides={'threads': {'blas': int(sys.argv[1])}})\n"
+            "get_face_encoder(cfg).embed_chips([np.zeros((150, 150, 3), np.uint8)])\n"
+            "print(*sorted({i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'}))")
+    import subprocess
+    import sys
+
+    for blas_threads in (1, 2):
+        out = subprocess.run([sys.executable, "-c", code, str(blas_threads)],
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert out == [str(blas_threads)]

@@ -31,16 +31,18 @@ def embed_best_first(embed, chips: list[np.ndarray], agreement: float) -> np.nda
     return np.concatenate([first, embed(chips[2:])])
 
 
-def _start(model_path: str, jitter: int, agreement: float, parent: int) -> None:
+def _start(model_path: str, jitter: int, agreement: float, blas_threads: int, parent: int) -> None:
     """Runs once in the child: its own copy of the network. Ctrl-C is the parent's to handle, and the child ends
     with the parent, however the parent ends."""
     global _model, _jitter, _agreement
     import dlib
 
     from ..children import end_with_parent
+    from ..threads import limit_blas
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     end_with_parent(parent)
+    limit_blas(blas_threads)         # numpy's and dlib's (a dlib built with BLAS: scripts/setup.sh)
     _model, _jitter, _agreement = dlib.face_recognition_model_v1(model_path), jitter, agreement
 
 
@@ -59,9 +61,10 @@ class BackgroundDescriptors:
     """``submit(chips)`` (best first) -> a Future of their unit descriptors (n, 128), as ``embed_best_first`` over
     DlibFaceEncoder.embed_chips gives."""
 
-    def __init__(self, model_path: str, jitter: int, agreement: float):
+    def __init__(self, model_path: str, jitter: int, agreement: float, blas_threads: int):
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_start, initargs=(model_path, jitter, agreement, os.getpid()))
+                                         initializer=_start,
+                                         initargs=(model_path, jitter, agreement, blas_threads, os.getpid()))
         self._pool.submit(_describe, [])          # start the child now, beside the parent's own loading
 
     def submit(self, chips: list[np.ndarray]) -> Future:

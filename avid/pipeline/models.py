@@ -26,7 +26,8 @@ class Models:
 
             self._background = BackgroundDescriptors(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)),
                                                      int(self.cfg.faces.encoder.dlib_jitter),
-                                                     float(self.cfg.faces.tracker.chip_agreement))
+                                                     float(self.cfg.faces.tracker.chip_agreement),
+                                                     int(self.cfg.threads.blas))
         return self._background
 
     @property
