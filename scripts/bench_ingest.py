@@ -156,7 +156,7 @@ def print_stages(title: str, times: dict, wall: float, cpu: float) -> None:
 def run_process(path: Path, out_dir: Path, config: str | None) -> tuple[float, float, float, dict, dict]:
     """Run `avid process` in a child; (wall seconds, CPU seconds, peak RSS MB of the child, its JSON output, its
     seconds per stage)."""
-    command = [sys.executable, "-c", "import sys; from avid.cli import main; sys.exit(main())", "--quiet"]
+    command = [sys.executable, "-m", "avid", "--quiet"]
     if config:
         command += ["--config", config]
     command += ["process", str(path), "--out", str(out_dir)]

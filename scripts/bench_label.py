@@ -51,7 +51,7 @@ def run_label(path: Path, out_dir: Path, formats: str, config: str | None,
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.iterdir():
         old.unlink()
-    command = [sys.executable, "-c", "import sys; from avid.cli import main; sys.exit(main())", "--quiet"]
+    command = [sys.executable, "-m", "avid", "--quiet"]
     if config:
         command += ["--config", config]
     command += ["label", str(path), "--out", str(out_dir), "--format", formats, *extra]

@@ -118,3 +118,24 @@ def test_eval_diar_prints_tab_separated_rates_or_json(tmp_path, capsys):
     assert float(rows[1][1]) == pytest.approx(25.0) and float(rows[1][5]) == pytest.approx(20.0)
     code, out, _ = run_cli(capsys, "eval", "diar", "--ref", str(ref), "--hyp", str(hyp), "--collar", "0", "--json")
     assert json.loads(out)["overall"]["error_rate"] == pytest.approx(0.25)
+
+
+def test_the_command_runs_every_exit_handler_and_keeps_its_output_and_code(speech_wav, tmp_path):
+    """`python -m avid` (and the `avid` script) end with os._exit to skip the interpreter's teardown, but only once
+    every exit handler has run: the stage times (written by one) are there, the JSON is whole, the code is kept."""
+    import os
+    import subprocess
+    import sys
+
+    stages = tmp_path / "stages.json"
+    env = dict(os.environ, AVID_STAGE_TIMES=str(stages))
+    run = subprocess.run([sys.executable, "-m", "avid", "-q", "process", str(speech_wav), "--out", str(tmp_path / "o"),
+                          "--json"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    [result] = json.loads(run.stdout)
+    assert result["speech_regions"] >= 1
+    assert json.loads(stages.read_text())["voice embed"]["calls"] >= 1
+    empty = synthetic.write_empty(tmp_path / "empty.mp4")
+    run = subprocess.run([sys.executable, "-m", "avid", "-q", "process", str(empty), "--out", str(tmp_path / "e")],
+                         capture_output=True, text=True)
+    assert run.returncode == MediaError.exit_code and "empty.mp4" in run.stderr
