@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Iterator
 
 PR_SET_PDEATHSIG = 1            # linux/prctl.h
 PARENT_POLL_SECONDS = 1.0
@@ -31,15 +32,39 @@ def end_with_parent(parent: int) -> None:
 
 
 _interrupted = threading.Event()
+_holds = 0                      # interrupts_held blocks open (in the main thread, which runs the handler)
 
 
 def on_interrupt(signum, frame) -> None:
-    """The commands' handler for SIGINT and SIGTERM: remember it, then raise KeyboardInterrupt. Python drops an
-    exception raised while a finaliser runs (``__del__``, a weakref callback: "Exception ignored in ..."), so a
-    Ctrl-C landing there would be lost and the batch would run on; the batch loops call ``raise_if_interrupted``
-    to honour it anyway."""
+    """The commands' handler for SIGINT and SIGTERM: remember it, then raise KeyboardInterrupt, unless an
+    ``interrupts_held`` block is open (it raises when it ends). Python drops an exception raised while a finaliser
+    runs (``__del__``, a weakref callback: "Exception ignored in ..."), so a Ctrl-C landing there would be lost and
+    the batch would run on; the batch loops call ``raise_if_interrupted`` to honour it anyway."""
     _interrupted.set()
-    raise KeyboardInterrupt
+    if not _holds:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold back Ctrl-C and SIGTERM while a block starts a worker process, and raise KeyboardInterrupt when it ends
+    if one came meanwhile. The worker is born with both blocked (a terminal's Ctrl-C reaches the whole process
+    group, and a worker still importing would die with a fatal error), and the parent is not stopped halfway
+    through handing it its start-up data (the worker then died with a traceback: EOFError in multiprocessing's
+    spawn). Blocking the signals is not enough for the second: another thread (tqdm's monitor) may take one, and
+    Python then runs the handler in the main thread all the same, so ``on_interrupt`` also waits for the block
+    (a block in another thread, `avid serve`'s, only blocks: the main thread's Ctrl-C must stop the server)."""
+    global _holds
+    in_main = threading.current_thread() is threading.main_thread()
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    _holds += in_main
+    try:
+        yield
+    finally:
+        _holds -= in_main
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)      # one blocked meanwhile is handled here
+    if in_main:
+        raise_if_interrupted()
 
 
 def clear_interrupt() -> None:

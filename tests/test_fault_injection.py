@@ -270,3 +270,33 @@ def test_a_ctrl_c_dropped_by_a_finaliser_still_stops_the_batch():
     finally:
         children.clear_interrupt()
     children.raise_if_interrupted()               # cleared: nothing to raise
+
+
+def test_an_interrupt_taken_by_another_thread_waits_for_a_worker_start():
+    """A signal that another thread takes (tqdm's monitor has no blocked signals) still runs the handler in the main
+    thread, in the middle of a held block: it must wait for the block to end, so that a worker being started is
+    handed all of its start-up data (else it died with EOFError in multiprocessing's spawn)."""
+    import threading
+
+    previous = signal.signal(signal.SIGTERM, children.on_interrupt)
+    children.clear_interrupt()
+    go, body_done = threading.Event(), []
+
+    def other_thread() -> None:                # started before the block: SIGTERM is not blocked here
+        go.wait()
+        os.kill(os.getpid(), signal.SIGTERM)   # blocked in the main thread: the kernel gives it to this one
+
+    helper = threading.Thread(target=other_thread)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with children.interrupts_held():
+                go.set()
+                helper.join()
+                for _ in range(100_000):       # bytecode, where Python runs a pending handler
+                    pass
+                body_done.append(True)
+        assert body_done == [True]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        children.clear_interrupt()

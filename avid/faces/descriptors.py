@@ -15,6 +15,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 
+from ..children import end_with_parent, interrupts_held
+from ..threads import limit_blas
+
 _model = None
 _jitter = 0
 _agreement = 2.0
@@ -37,10 +40,8 @@ def _start(model_path: str, jitter: int, agreement: float, blas_threads: int, pa
     global _model, _jitter, _agreement
     import dlib
 
-    from ..children import end_with_parent
-    from ..threads import limit_blas
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})      # held while it started
     end_with_parent(parent)
     limit_blas(blas_threads)         # numpy's and dlib's (a dlib built with BLAS: scripts/setup.sh)
     _model, _jitter, _agreement = dlib.face_recognition_model_v1(model_path), jitter, agreement
@@ -65,7 +66,8 @@ class BackgroundDescriptors:
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start,
                                          initargs=(model_path, jitter, agreement, blas_threads, os.getpid()))
-        self._pool.submit(_describe, [])          # start the child now, beside the parent's own loading
+        with interrupts_held():                   # start the child now, beside the parent's own loading
+            self._pool.submit(_describe, [])
 
     def submit(self, chips: list[np.ndarray]) -> Future:
         return self._pool.submit(_describe, [np.ascontiguousarray(c) for c in chips])

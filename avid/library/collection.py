@@ -36,7 +36,7 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
-from ..children import end_with_parent, raise_if_interrupted
+from ..children import end_with_parent, interrupts_held, raise_if_interrupted
 from ..config import Config
 from ..errors import AvidError, DiskFullError, MediaError, NoContentError, StoreError
 from ..identity.store import Gallery, StoreReader, remove_store
@@ -387,11 +387,11 @@ def _drain_pool(pool: ProcessPoolExecutor, jobs: Iterator[Job], suspects: deque,
             if suspects:      # each suspect runs alone: if the pool breaks then, that file is the one that broke it
                 if not in_flight:
                     job = suspects.popleft()
-                    with _interrupts_held():
+                    with interrupts_held():
                         in_flight[pool.submit(task, job[0], job[1], cfg)] = job
             else:
                 while len(in_flight) < workers and (job := next(jobs, None)) is not None:
-                    with _interrupts_held():
+                    with interrupts_held():
                         in_flight[pool.submit(task, job[0], job[1], cfg)] = job
         except BrokenProcessPool:     # a worker died before this submit: who killed it is not known, so the files
             suspects.extend([*in_flight.values(), job])       # in flight and this one are each retried alone
@@ -411,20 +411,6 @@ def _drain_pool(pool: ProcessPoolExecutor, jobs: Iterator[Job], suspects: deque,
                     log.warning("a worker process died; retrying its %d files one at a time", len(lost))
                     suspects.extend(lost)
                 return True
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Hold back Ctrl-C and SIGTERM while a submit may start a worker: the worker is born with them blocked (a
-    terminal's Ctrl-C reaches the whole process group, and a worker still importing would die with a fatal error),
-    the parent is not stopped halfway through handing a new worker its start-up data (the worker then died with a
-    traceback: EOFError in multiprocessing's spawn), and the parent takes a signal that came meanwhile as soon as
-    it is released."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
