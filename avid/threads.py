@@ -13,7 +13,8 @@ import threadpoolctl
 
 def limit_blas(threads: int) -> None:
     """Hold every BLAS loaded so far (numpy's OpenBLAS, dlib's) to ``threads``; 0 leaves them. Their default, a
-    thread per core, spins beside avid's other work: the label benchmark took 13.4 against 14.2 s of CPU so."""
+    thread per core, spins beside avid's other work: the label benchmark took 15.0 / 14.8 s of CPU so, against
+    13.1 / 13.3 s with one (docs/speed.md)."""
     if threads > 0:
         threadpoolctl.threadpool_limits(threads, user_api="blas")
 
