@@ -29,7 +29,7 @@ import torch
 from ..config import Config
 from ..device import resolve_device
 from ..errors import ConfigError, ModelError
-from ..threads import limit_blas, limit_threads
+from ..threads import limit_threads
 from ..types import FaceDetection
 from ..vectors import unit_rows
 from ..weights import resolve
@@ -86,7 +86,6 @@ class DlibFaceEncoder(FaceEncoder):
 
     def __init__(self, cfg: Config):
         self.jitter = int(cfg.faces.encoder.dlib_jitter)
-        self.blas_threads = int(cfg.threads.blas)
         self._shape_predictor = dlib_shape_predictor("shape_predictor_5_face_landmarks.dat")
 
     def chips(self, image: np.ndarray, detections: list[FaceDetection], scale: float = 1.0) -> list[np.ndarray]:
@@ -103,16 +102,14 @@ class DlibFaceEncoder(FaceEncoder):
         if not chips:
             return np.zeros((0, self.dim), np.float32)
         # The ResNet loads on first use: with avid.faces.descriptors a video's chips are embedded in another process.
-        resnet = _dlib_resnet(self.blas_threads)
-        descriptors = resnet.compute_face_descriptor([np.ascontiguousarray(c) for c in chips], self.jitter)
+        descriptors = _dlib_resnet().compute_face_descriptor([np.ascontiguousarray(c) for c in chips], self.jitter)
         return unit_rows(np.array(descriptors))
 
 
 @lru_cache(maxsize=1)
-def _dlib_resnet(blas_threads: int):
+def _dlib_resnet():
     import dlib
 
-    limit_blas(blas_threads)             # a dlib built with BLAS loads its own with the module
     return dlib.face_recognition_model_v1(str(dlib_model_path(DLIB_DESCRIPTOR_FILE)))
 
 
@@ -296,6 +293,7 @@ def get_face_encoder(cfg: Config) -> FaceEncoder:
     backend = cfg.faces.encoder.backend
     if backend not in ENCODERS:
         raise ConfigError(f"unknown faces.encoder.backend {backend!r} (choose from {', '.join(ENCODERS)})")
-    limit_threads(cfg)
-    return ENCODERS[backend](cfg)
+    encoder = ENCODERS[backend](cfg)
+    limit_threads(cfg)      # after: a dlib built with BLAS loads its OpenBLAS with the module, in the constructor
+    return encoder
 
